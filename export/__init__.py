@@ -1,0 +1,1 @@
+"""gi_sdk.export: merged checkpoint -> model bundle (ONNX, TensorRT). Needs `pip install "gi-sdk[export]"`."""

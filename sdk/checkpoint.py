@@ -1,0 +1,128 @@
+"""Reading a model folder's description without loading any weights.
+
+``Checkpoint.open(path)`` reads a merged Hugging Face checkpoint folder (config.json,
+tokenizer.json, preprocessor_config.json, processor_config.json) and says which model family
+it is, what image size and normalization it wants, and where its special tokens are. Only
+JSON is read here, so it is cheap and needs no torch: the backends load the weights.
+
+Family-specific facts live in the ``FAMILIES`` table, keyed by family name, so a new family
+(decoder-only VLMs answering in JSON) is a new row, not a new if-branch.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelLoadError
+from .preprocess import FLORENCE_MEAN, FLORENCE_STD
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between model families."""
+
+    name: str
+    model_types: tuple          # config.json "model_type" values that belong to the family
+    image_token: str            # placeholder token the image features replace
+    weights: tuple              # weight files, any of which makes a folder loadable
+    default_image_size: int
+    default_image_seq_length: int
+
+
+FAMILIES = {
+    "florence2": Family(
+        name="florence2",
+        model_types=("florence2",),
+        image_token="<image>",
+        weights=("model.safetensors", "model.safetensors.index.json"),
+        default_image_size=768,
+        default_image_seq_length=577,
+    ),
+}
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A merged checkpoint folder, described from its JSON files.
+
+    >>> ckpt = Checkpoint.open("path/to/checkpoint")
+    >>> ckpt.family.name, ckpt.image_size, ckpt.image_token_id
+    ('florence2', (768, 768), 51289)
+    """
+
+    path: Path
+    family: Family
+    config: dict
+    image_size: tuple           # (width, height)
+    image_mean: tuple
+    image_std: tuple
+    image_seq_length: int
+    image_token_id: int
+    bos_token_id: int
+    eos_token_id: int
+    pad_token_id: int
+    decoder_start_token_id: int
+    banned_grounding_phrases: tuple = field(default=("the image",))
+
+    @property
+    def tokenizer_file(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    @classmethod
+    def open(cls, path) -> "Checkpoint":
+        """Describe the checkpoint at ``path``; raise ModelLoadError if it is not one."""
+        root = Path(path).expanduser()
+        expected = ("expected a merged Florence-2 checkpoint folder with config.json "
+                    "(model_type 'florence2'), model.safetensors and tokenizer.json")
+        if not root.exists():
+            raise ModelLoadError(f"model path {root} does not exist; {expected}")
+        if not root.is_dir():
+            raise ModelLoadError(f"model path {root} is a file, not a folder; {expected}")
+        config = _read_json(root / "config.json", "config.json")
+        if not config:
+            raise ModelLoadError(f"{root} has no config.json; {expected}")
+        model_type = config.get("model_type")
+        family = next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+        if family is None:
+            known = ", ".join(sorted(t for f in FAMILIES.values() for t in f.model_types))
+            raise ModelLoadError(
+                f"{root}: config.json has model_type {model_type!r}; gi_sdk serves {known}. {expected}"
+            )
+        missing = [name for name in ("tokenizer.json",) if not (root / name).is_file()]
+        if not any((root / w).is_file() for w in family.weights):
+            missing.append(" or ".join(family.weights))
+        if missing:
+            raise ModelLoadError(f"{root} is missing {', '.join(missing)}; {expected}")
+
+        pre = _read_json(root / "preprocessor_config.json", "preprocessor_config.json")
+        proc = _read_json(root / "processor_config.json", "processor_config.json")
+        size = pre.get("size") or {}
+        side = family.default_image_size
+        text = config.get("text_config") or {}
+        banned = (proc.get("post_processor_config") or {}).get("phrase_grounding", {}).get(
+            "banned_grounding_tokens", ["the image"])
+        return cls(
+            path=root,
+            family=family,
+            config=config,
+            image_size=(int(size.get("width", side)), int(size.get("height", side))),
+            image_mean=tuple(pre.get("image_mean", FLORENCE_MEAN)),
+            image_std=tuple(pre.get("image_std", FLORENCE_STD)),
+            image_seq_length=int(pre.get("image_seq_length", family.default_image_seq_length)),
+            image_token_id=int(config.get("image_token_id")),
+            bos_token_id=int(text.get("bos_token_id", 0)),
+            eos_token_id=int(text.get("eos_token_id", 2)),
+            pad_token_id=int(text.get("pad_token_id", 1)),
+            decoder_start_token_id=int(text.get("decoder_start_token_id", 2)),
+            banned_grounding_phrases=tuple(banned),
+        )

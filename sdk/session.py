@@ -1,0 +1,165 @@
+"""``Session``: ask a model about frames.
+
+>>> from gi_sdk import Session
+>>> session = Session("path/to/checkpoint", backend="torch")
+>>> r = session.ask(frame, "How many polyps are there?")
+>>> r.answer, r.count, r.confidence, r.timings["total"]
+>>> r = session.detect(frame)            # r.boxes (N, 4) float32 xyxy in frame pixels
+>>> r = session.segment(frame, "polyp")  # r.polygons, r.masks()
+
+One frame's way: preprocess -> encode_image (vision tower, once per frame: several tasks on
+the same frame reuse it) -> encode_prompt (once per task) -> greedy generation -> decode.
+A bad frame or prompt raises a ``gi_sdk.errors`` exception for that call only; the Session
+keeps working. One Session may be shared by threads: model calls are serialized.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import tasks as T
+from .backends import load_backend, resolve_backend
+from .checkpoint import Checkpoint
+from .decode import build_result
+from .errors import ModelLoadError
+from .frames import check_frame
+from .generate import greedy
+from .preprocess import preprocess
+from .result import Result
+
+
+class _Timer:
+    """Collects milliseconds per stage."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+
+class Session:
+    """A loaded model, ready to answer questions about frames.
+
+    path: a merged checkpoint folder (a model bundle once gi_sdk exports them).
+    backend: ``"auto"`` (the fastest this machine can run; ``session.backend_name`` says
+        which) or a name from ``gi_sdk.available_backends()``.
+    device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...) for backends that use one.
+    channels: channel order of the frames you pass: ``"bgr"`` (OpenCV, the default),
+        ``"rgb"``, ``"bgra"`` or ``"rgba"``.
+    """
+
+    def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr"):
+        if path is None:
+            raise ModelLoadError(
+                "no model path given and gi_sdk has no built-in model yet; pass a merged Florence-2 "
+                "checkpoint folder (build a tiny one with: python -m gi_sdk.train.tiny --out DIR)"
+            )
+        self.checkpoint = Checkpoint.open(path)
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(self.checkpoint.tokenizer_file))
+        self.backend_name = resolve_backend(backend)
+        self.backend = load_backend(self.backend_name, self.checkpoint, device=device)
+        self.channels = channels
+        self.generation = self._generation_defaults()
+        self._lock = threading.RLock()
+        self._prompt_cache: dict[tuple, np.ndarray] = {}
+        self._vision_key = None
+        self._vision_features = None
+
+    def __repr__(self) -> str:
+        return (f"Session({str(self.checkpoint.path)!r}, family={self.checkpoint.family.name!r}, "
+                f"backend={self.backend_name!r})")
+
+    # ------------------------------------------------------------------ public tasks
+    def ask(self, frame, question: str, max_new_tokens: int | None = None) -> Result:
+        """Answer a question about the frame (``<MedVQA>``): ``r.answer``, ``r.count``."""
+        return self.run(frame, "ask", question, max_new_tokens=max_new_tokens)
+
+    def explain(self, frame, question: str, max_new_tokens: int | None = None) -> Result:
+        """Answer and explain (``<MedVQA_EXPLAIN>``): ``r.answer``, ``r.explanation``."""
+        return self.run(frame, "explain", question, max_new_tokens=max_new_tokens)
+
+    def detect(self, frame, max_new_tokens: int | None = None) -> Result:
+        """Boxes and labels of the objects in the frame (``<OD>``)."""
+        return self.run(frame, "detect", max_new_tokens=max_new_tokens)
+
+    def segment(self, frame, phrase: str = "polyp", max_new_tokens: int | None = None) -> Result:
+        """Polygons of what ``phrase`` refers to (``<REFERRING_EXPRESSION_SEGMENTATION>``)."""
+        return self.run(frame, "segment", phrase, max_new_tokens=max_new_tokens)
+
+    def count(self, frame, label: str = "polyp", max_new_tokens: int | None = None) -> Result:
+        """How many ``label`` instances there are, with the box behind each (``<MedCOUNT>``)."""
+        return self.run(frame, "count", label, max_new_tokens=max_new_tokens)
+
+    def run(self, frame, task: str, text: str | None = None, max_new_tokens: int | None = None) -> Result:
+        """Run any task of the registry (``gi_sdk.tasks.TASKS``) on one frame."""
+        spec = T.get_task(task)
+        prompt = T.build_prompt(spec, text)
+        check_frame(frame)
+        budget = int(max_new_tokens or spec.max_new_tokens)
+        timer = _Timer()
+        start = time.perf_counter()
+        with self._lock:
+            features = self._image_features(frame, timer)
+            with timer.stage("encode"):
+                state = self.backend.encode_prompt(features, self._prompt_ids(prompt))
+            with timer.stage("generate"):
+                gen = greedy(self.backend, state, start_id=self.checkpoint.decoder_start_token_id,
+                             eos_id=self.checkpoint.eos_token_id, max_new_tokens=budget,
+                             force_eos_at_budget=self.generation["forced_eos"])
+        with timer.stage("decode"):
+            ids = np.concatenate([[self.checkpoint.decoder_start_token_id], gen.token_ids])
+            text_out = self.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+            result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
+                                  confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
+        timer.ms["total"] = (time.perf_counter() - start) * 1e3
+        result.timings = timer.ms
+        return result
+
+    # ------------------------------------------------------------------ internals
+    def _generation_defaults(self) -> dict:
+        path = self.checkpoint.path / "generation_config.json"
+        config = json.loads(path.read_text()) if path.is_file() else {}
+        return {"forced_eos": config.get("forced_eos_token_id") is not None}
+
+    def _prompt_ids(self, prompt: str) -> np.ndarray:
+        """Encoder input ids, laid out as transformers' Florence2Processor does:
+        image placeholders, ``<s>``, the prompt, ``</s>``."""
+        key = (prompt,)
+        ids = self._prompt_cache.get(key)
+        if ids is None:
+            ck = self.checkpoint
+            body = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+            ids = np.array([[ck.image_token_id] * ck.image_seq_length + [ck.bos_token_id] + body
+                            + [ck.eos_token_id]], np.int64)
+            if len(self._prompt_cache) > 256:
+                self._prompt_cache.clear()
+            self._prompt_cache[key] = ids
+        return ids
+
+    def _image_features(self, frame: np.ndarray, timer: _Timer):
+        """Vision features of ``frame``; reused while frames with the same pixels come back."""
+        last = self._vision_key
+        # A strided sample rejects most new frames cheaply; equal samples get a full compare
+        # (a capture loop may write a new image into the same buffer, so identity proves nothing).
+        if (last is not None and last.shape == frame.shape
+                and np.array_equal(last[::61, ::67], frame[::61, ::67]) and np.array_equal(last, frame)):
+            timer.ms["preprocess"] = timer.ms["vision"] = 0.0
+            return self._vision_features
+        ck = self.checkpoint
+        with timer.stage("preprocess"):
+            pixels = preprocess(frame, size=ck.image_size, mean=ck.image_mean, std=ck.image_std,
+                                channels=self.channels)[None]
+        with timer.stage("vision"):
+            features = self.backend.encode_image(pixels)
+        self._vision_key, self._vision_features = frame.copy(), features
+        return features

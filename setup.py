@@ -1,0 +1,62 @@
+"""Build gi_sdk: the runtime (sdk/), export/ and train/ subpackages, and the pybind11 extension.
+
+The source tree keeps the product's top-level layout (sdk/, export/, train/, cpp_ext/), and
+this file maps it onto one importable package:
+
+    gi_sdk          <- sdk/
+    gi_sdk.export   <- export/
+    gi_sdk.train    <- train/
+    gi_sdk._native  <- cpp_ext/*.cpp (pybind11)
+"""
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+RUNTIME = [
+    "numpy>=1.24",
+    "opencv-python-headless>=4.8",
+    "tokenizers>=0.19",
+    "pyyaml>=6",
+]
+TORCH = "torch>=2.4"  # the Makefile installs the CPU build torch==2.13.0 before this is resolved
+EXTRAS = {
+    "torch": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10"],
+    "train": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10", "peft>=0.13", "accelerate>=1.0"],
+    "export": [TORCH, "transformers>=4.57", "safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.18"],
+    "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+}
+
+native = Pybind11Extension(
+    "gi_sdk._native",
+    sources=["cpp_ext/bindings.cpp", "cpp_ext/location.cpp"],
+    include_dirs=["cpp_ext"],
+    cxx_std=17,
+    extra_compile_args=["-O3"],
+)
+
+setup(
+    name="gi-sdk",
+    version="0.1.0",
+    description="Edge inference SDK: ask a vision-language model about live endoscopy video",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={
+        "gi_sdk": "sdk",
+        "gi_sdk.export": "export",
+        "gi_sdk.train": "train",
+    },
+    packages=[
+        "gi_sdk",
+        "gi_sdk.backends",
+        "gi_sdk.synthetic",
+        "gi_sdk.export",
+        "gi_sdk.train",
+    ],
+    package_data={"gi_sdk": ["_native.pyi", "py.typed"]},
+    ext_modules=[native],
+    cmdclass={"build_ext": build_ext},
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["gi-sdk = gi_sdk.cli:main"]},
+)

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny Florence-2 checkpoints built on the fly (never downloaded)."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory):
+    """A folder with a Florence-2-style tokenizer (tokenizer.json + configs)."""
+    from gi_sdk.train.tiny import build_tokenizer
+
+    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A random-weight native Florence2ForConditionalGeneration checkpoint folder (~2.5 MB)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from gi_sdk.train.tiny import build_tiny_florence2
+
+    return build_tiny_florence2(tmp_path_factory.mktemp("tiny-florence2"))
+
+
+@pytest.fixture(scope="session")
+def hf_processor(tiny_checkpoint):
+    """transformers' own Florence2Processor for the tiny checkpoint (the reference we match)."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_checkpoint)

@@ -1,0 +1,161 @@
+"""Session end to end on a tiny random Florence-2: every step is the real one.
+
+The words are meaningless with random weights, but the path is the one a real checkpoint
+takes, and the tokens must be exactly those of transformers' own ``generate``.
+"""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gi_sdk import Session  # noqa: E402
+from gi_sdk.codec import parse_florence  # noqa: E402
+from gi_sdk.errors import InvalidFrameError, ModelLoadError, PromptError, UnknownTaskError  # noqa: E402
+from gi_sdk.preprocess import preprocess  # noqa: E402
+from gi_sdk.tasks import build_prompt, get_task  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def session(tiny_checkpoint):
+    return Session(tiny_checkpoint, backend="torch")
+
+
+def _frame(seed, h=240, w=320):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------ loading errors
+def test_missing_folder_names_the_path(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(ModelLoadError, match="nope") as info:
+        Session(missing, backend="torch")
+    assert "Florence-2" in str(info.value)
+
+
+@pytest.mark.parametrize("files,why", [
+    ({}, "an empty folder"),
+    ({"config.json": json.dumps({"model_type": "bert"})}, "another model family"),
+    ({"config.json": "{not json"}, "a corrupt config"),
+    ({"config.json": json.dumps({"model_type": "florence2", "image_token_id": 5})}, "no weights or tokenizer"),
+])
+def test_non_florence_folder_is_refused(tmp_path, files, why):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ModelLoadError) as info:
+        Session(tmp_path, backend="torch")
+    assert str(tmp_path) in str(info.value), why
+
+
+def test_file_instead_of_folder(tmp_path):
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"\0")
+    with pytest.raises(ModelLoadError, match="is a file"):
+        Session(f, backend="torch")
+
+
+# ------------------------------------------------------------------ results
+def test_ask_returns_a_complete_result(session):
+    r = session.ask(_frame(0), "How many polyps are there?")
+    assert r.task == "ask" and isinstance(r.answer, str)
+    assert 0.0 < r.confidence <= 1.0
+    assert r.image_size == (320, 240)
+    assert {"preprocess", "vision", "encode", "generate", "decode", "total"} <= set(r.timings)
+    assert r.boxes.shape == (len(r), 4) and r.boxes.dtype == np.float32
+    assert len(r.token_ids) >= 1
+
+
+@pytest.mark.parametrize("method,args,task_token", [
+    ("detect", (), "<OD>"),
+    ("segment", ("polyp",), "<REFERRING_EXPRESSION_SEGMENTATION>"),
+    ("count", ("polyp",), "<MedCOUNT>"),
+])
+def test_localization_results_agree_with_transformers_parser(session, method, args, task_token):
+    # whatever the random model says, our instances are exactly those transformers parses
+    for seed in range(6):
+        frame = _frame(seed)
+        r = getattr(session, method)(frame, *args, max_new_tokens=40)
+        hf = parse_florence(r.raw_text, task_token, (320, 240))[task_token]
+        assert r.count == len(r)
+        if "bboxes" in hf:
+            assert len(r) == len(hf["bboxes"])
+            np.testing.assert_array_equal(np.trunc(r.boxes).astype(int).reshape(-1, 4),
+                                          np.asarray(hf["bboxes"], int).reshape(-1, 4))
+        elif "polygons" in hf:
+            assert len(r) == len(hf["polygons"])
+        assert r.labels == (hf.get("labels") or [])
+        assert np.all(r.boxes[:, 2:] >= r.boxes[:, :2]) or task_token != "<REFERRING_EXPRESSION_SEGMENTATION>"
+
+
+def test_prompt_ids_match_transformers_processor(session, hf_processor):
+    # the encoder sees exactly the ids the HF processor would give it
+    for task, text in [("detect", None), ("segment", "polyp"), ("ask", "Is there a polyp?")]:
+        spec = get_task(task)
+        hf_text = spec.token + (text or "") if spec.hf_parse_type else build_prompt(spec, text)
+        hf_ids = hf_processor(text=hf_text, images=_frame(1), return_tensors="np")["input_ids"]
+        np.testing.assert_array_equal(session._prompt_ids(build_prompt(spec, text)), hf_ids)
+
+
+@pytest.mark.parametrize("task,text", [("detect", None), ("ask", "Is there a polyp?"), ("segment", "polyp")])
+def test_tokens_equal_transformers_generate(session, task, text, tiny_checkpoint):
+    """Greedy tokens are those of transformers' generate on the same inputs (no grammar)."""
+    from transformers import Florence2ForConditionalGeneration
+
+    model = Florence2ForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
+    for seed in range(3):
+        frame = _frame(seed)
+        budget = 24
+        r = session.run(frame, task, text, max_new_tokens=budget)
+        ids = session._prompt_ids(build_prompt(task, text))
+        pixels = preprocess(frame)[None]
+        with torch.inference_mode():
+            out = model.generate(input_ids=torch.from_numpy(ids), pixel_values=torch.from_numpy(pixels),
+                                 max_new_tokens=budget, do_sample=False, num_beams=1)
+        assert out[0, 1:].tolist() == r.token_ids.tolist()
+
+
+def test_decoded_text_matches_transformers_batch_decode(session, hf_processor):
+    r = session.detect(_frame(3), max_new_tokens=30)
+    ids = [session.checkpoint.decoder_start_token_id] + r.token_ids.tolist()
+    assert r.raw_text == hf_processor.batch_decode([ids], skip_special_tokens=False)[0]
+
+
+# ------------------------------------------------------------------ bad input keeps the session alive
+@pytest.mark.parametrize("bad", [
+    None, np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float64), np.zeros((10, 10, 2), np.uint8),
+    np.zeros((0, 0, 3), np.uint8), "frame.png",
+])
+def test_bad_frame_fails_that_call_only(session, bad):
+    with pytest.raises(InvalidFrameError):
+        session.ask(bad, "Is there a polyp?")
+    assert isinstance(session.ask(_frame(4), "Is there a polyp?", max_new_tokens=4).answer, str)
+
+
+@pytest.mark.parametrize("call,error", [
+    (lambda s, f: s.run(f, "no_such_task"), UnknownTaskError),
+    (lambda s, f: s.ask(f, ""), PromptError),
+    (lambda s, f: s.ask(f, "why? " * 1000), PromptError),
+])
+def test_bad_task_or_prompt_fails_that_call_only(session, call, error):
+    with pytest.raises(error):
+        call(session, _frame(5))
+    assert len(session.detect(_frame(5), max_new_tokens=4)) >= 0
+
+
+
+# ------------------------------------------------------------------ vision reuse
+def test_vision_runs_once_per_frame(session):
+    frame = _frame(6)
+    first = session.detect(frame, max_new_tokens=4)
+    second = session.ask(frame, "Is there a polyp?", max_new_tokens=4)
+    assert first.timings["vision"] > 0 and second.timings["vision"] == 0.0
+    changed = frame.copy()
+    changed[100, 100] ^= 0xFF  # one pixel differs: the features must be recomputed
+    assert session.ask(changed, "Is there a polyp?", max_new_tokens=4).timings["vision"] > 0
+def test_bgra_frame_gives_the_same_answer_as_bgr(tiny_checkpoint):
+    # Holoscan-style sources deliver BGRA: the alpha channel must not change the answer
+    bgr = _frame(7)
+    bgra = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+    s = Session(tiny_checkpoint, backend="torch")
+    assert s.detect(bgr, max_new_tokens=12).token_ids.tolist() == s.detect(bgra, max_new_tokens=12).token_ids.tolist()
