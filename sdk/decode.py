@@ -45,9 +45,15 @@ def _bbox_of(parts) -> np.ndarray:
     return np.array([*pts.min(axis=0), *pts.max(axis=0)], np.float32)
 
 
-def build_result(task: T.Task, text: str, image_size, **fields) -> Result:
-    """Parse the decoded ``text`` of ``task`` into a Result at ``image_size`` (width, height)."""
-    parsed = parse_instances(text, task.output, image_size)
+def build_result(task: T.Task, text: str, image_size, banned_phrases=("the image",), **fields) -> Result:
+    """Parse the decoded ``text`` of ``task`` into a Result at ``image_size`` (width, height).
+
+    banned_phrases: phrase-grounding phrases the checkpoint's post-processor ignores.
+    """
+    # Florence-2's own tasks read their own grammar (<REGION_PROPOSAL> has no labels);
+    # ours read the grammar of their output kind.
+    grammar_task = task.token if task.hf_parse_type else None
+    parsed = parse_instances(text, task.output, image_size, task=grammar_task, banned_phrases=banned_phrases)
     boxes, labels, polygons, points = [], [], [], []
     for box, label in zip(parsed.boxes, parsed.box_labels):
         boxes.append(box)

@@ -120,6 +120,7 @@ class Session:
             ids = np.concatenate([[self.checkpoint.decoder_start_token_id], gen.token_ids])
             text_out = self.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
             result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
+                                  banned_phrases=self.checkpoint.banned_grounding_phrases,
                                   confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
         timer.ms["total"] = (time.perf_counter() - start) * 1e3
         result.timings = timer.ms
