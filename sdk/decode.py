@@ -54,7 +54,7 @@ def build_result(task: T.Task, text: str, image_size, banned_phrases=("the image
     # ours read the grammar of their output kind.
     grammar_task = task.token if task.hf_parse_type else None
     parsed = parse_instances(text, task.output, image_size, task=grammar_task, banned_phrases=banned_phrases)
-    boxes, labels, polygons, points = [], [], [], []
+    boxes, labels, points = [], [], []
     for box, label in zip(parsed.boxes, parsed.box_labels):
         boxes.append(box)
         labels.append(label)

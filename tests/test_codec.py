@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gi_sdk import codec
+from gi_sdk import codec, locations
 from gi_sdk.codec import (dequantize, dequantize_numpy, encode_boxes, encode_points, encode_polygons,
                           encode_region, mask_to_polygons, parse_florence, parse_instances, quantize,
                           quantize_numpy)
@@ -161,7 +161,7 @@ def test_quantize_falls_back_to_the_twin(monkeypatch):
     # without the compiled extension the public functions give the very same answers
     coords = _random_coords(np.random.default_rng(3), (100, 4), 640, 480)
     with_native = quantize(coords, (640, 480)), dequantize(np.arange(8, dtype=np.int32), (640, 480))
-    monkeypatch.setattr(codec, "native", lambda: None)
+    monkeypatch.setattr(locations, "native", lambda: None)
     assert np.array_equal(quantize(coords, (640, 480)), with_native[0])
     assert np.array_equal(dequantize(np.arange(8, dtype=np.int32), (640, 480)), with_native[1])
 
