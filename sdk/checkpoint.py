@@ -78,6 +78,17 @@ class Checkpoint:
     def tokenizer_file(self) -> Path:
         return self.path / "tokenizer.json"
 
+    def encoder_input_ids(self, tokenizer, prompt: str) -> list[int]:
+        """Text-encoder input ids for ``prompt``, laid out as transformers' Florence2Processor
+        lays them out: image placeholders (one per image feature), ``<s>``, prompt, ``</s>``.
+
+        Training and runtime both call this, so a model sees at run time the layout it was
+        trained on. ``tokenizer`` is a ``tokenizers.Tokenizer``.
+        """
+        body = tokenizer.encode(prompt, add_special_tokens=False).ids
+        return ([self.image_token_id] * self.image_seq_length + [self.bos_token_id] + body
+                + [self.eos_token_id])
+
     @classmethod
     def open(cls, path) -> "Checkpoint":
         """Describe the checkpoint at ``path``; raise ModelLoadError if it is not one."""

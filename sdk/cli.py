@@ -1,4 +1,4 @@
-"""The ``gi-sdk`` command line: ``gi-sdk demo``, ``gi-sdk info``.
+"""The ``gi-sdk`` command line: ``gi-sdk demo``, ``gi-sdk info``, ``gi-sdk train``.
 
 Each subcommand is a small function over the public API; heavy imports happen inside them.
 """
@@ -38,6 +38,21 @@ def _info(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    # gi_sdk.train needs torch / transformers / peft: imported only when training
+    from .errors import require
+
+    require("peft", "train")
+    from .train import TrainConfig, run
+
+    config = TrainConfig.from_yaml(args.config)
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    out = run(config)
+    print(f"wrote merged checkpoint to {out} (see {out}/training_record.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gi-sdk", description="Ask a vision-language model about endoscopy video.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model", help="merged checkpoint folder")
     info.set_defaults(func=_info)
+
+    train = sub.add_parser("train", help="LoRA fine-tune a Florence-2 checkpoint and merge it (needs gi-sdk[train])")
+    train.add_argument("--config", required=True, help="YAML recipe of gi_sdk.train.TrainConfig fields")
+    train.add_argument("--output-dir", default=None, help="override the recipe's output_dir")
+    train.set_defaults(func=_train)
     return parser
 
 

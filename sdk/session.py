@@ -71,7 +71,7 @@ class Session:
         self.channels = channels
         self.generation = self._generation_defaults()
         self._lock = threading.RLock()
-        self._prompt_cache: dict[tuple, np.ndarray] = {}
+        self._prompt_cache: dict[str, np.ndarray] = {}
         self._vision_key = None
         self._vision_features = None
 
@@ -133,18 +133,13 @@ class Session:
         return {"forced_eos": config.get("forced_eos_token_id") is not None}
 
     def _prompt_ids(self, prompt: str) -> np.ndarray:
-        """Encoder input ids, laid out as transformers' Florence2Processor does:
-        image placeholders, ``<s>``, the prompt, ``</s>``."""
-        key = (prompt,)
-        ids = self._prompt_cache.get(key)
+        """Encoder input ids (1, L) of ``prompt`` (``Checkpoint.encoder_input_ids``), cached."""
+        ids = self._prompt_cache.get(prompt)
         if ids is None:
-            ck = self.checkpoint
-            body = self.tokenizer.encode(prompt, add_special_tokens=False).ids
-            ids = np.array([[ck.image_token_id] * ck.image_seq_length + [ck.bos_token_id] + body
-                            + [ck.eos_token_id]], np.int64)
+            ids = np.array([self.checkpoint.encoder_input_ids(self.tokenizer, prompt)], np.int64)
             if len(self._prompt_cache) > 256:
                 self._prompt_cache.clear()
-            self._prompt_cache[key] = ids
+            self._prompt_cache[prompt] = ids
         return ids
 
     def _image_features(self, frame: np.ndarray, timer: _Timer):

@@ -1,1 +1,24 @@
-"""gi_sdk.train: data -> LoRA fine-tuning -> merged checkpoint. Needs `pip install "gi-sdk[train]"`."""
+"""gi_sdk.train: data -> LoRA fine-tuning -> merged checkpoint. Needs `pip install "gi-sdk[train]"`.
+
+>>> from gi_sdk.train import TrainConfig, run          # doctest: +SKIP
+>>> run(TrainConfig.from_yaml("recipe.yaml"))           # doctest: +SKIP
+
+Modules: ``config`` (TrainConfig, SourceSpec), ``presets`` (LoRA presets), ``sources`` and
+``source_*`` (records -> examples, with a data report), ``targets`` (annotations -> target
+text via gi_sdk.codec), ``split`` (by image; mixture weights), ``collate`` (batches in the
+runtime's layout), ``model`` (tokenizer, base model, LoRA), ``training`` (run: Trainer), ``merge``
+(merged checkpoint + training_record.json), ``tiny`` (random-weight test checkpoints).
+torch / transformers / peft are imported only by the functions that need them.
+"""
+from .config import SourceSpec, TrainConfig
+from .presets import PRESETS, get_preset
+
+
+def run(config):
+    """Train, merge and save (see ``gi_sdk.train.training.run``); imports torch when called."""
+    from .training import run as _run
+
+    return _run(config)
+
+
+__all__ = ["PRESETS", "SourceSpec", "TrainConfig", "get_preset", "run"]

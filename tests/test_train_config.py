@@ -1,0 +1,107 @@
+"""TrainConfig: YAML / JSON round trips, presets, overrides, and LoRA target names that
+match the native Florence-2 modules."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from gi_sdk.train.config import SourceSpec, TrainConfig
+from gi_sdk.train.presets import PRESETS, get_preset, target_regex
+
+RECIPE = """
+base: models/florence-2-base
+output_dir: runs/r16
+lora: vision-frozen-r16
+lora_rank: 32
+sources:
+  - {kind: synthetic, params: {n_images: 10, seed: 3}, weight: 2.0}
+  - {kind: kvasir-vqa-x1, path: data/vqa.jsonl, params: {images: data/images}}
+task_weights: {ask: 2.0}
+max_steps: 100
+"""
+
+
+def test_yaml_to_json_round_trip(tmp_path):
+    # the recipe a user writes and the JSON saved beside the output must describe the same run
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    cfg = TrainConfig.from_yaml(tmp_path / "recipe.yaml")
+    assert cfg.sources[0] == SourceSpec("synthetic", params={"n_images": 10, "seed": 3}, weight=2.0)
+    saved = cfg.save_json(tmp_path / "out" / "train_config.json")
+    again = TrainConfig.from_json(saved)
+    assert again == cfg
+    assert json.loads(saved.read_text())["lora_rank"] == 32
+
+
+@pytest.mark.parametrize("name, rank, alpha, dropout, frozen, lr, warmup", [
+    # the Florence-2 Medico entry's adapter: wide, on attention, lr 5e-5 with 10 % warmup
+    ("florence2-paper", 128, 256, 0.05, False, 5e-5, 0.1),
+    # the cheap variant: vision tower frozen, higher lr
+    ("vision-frozen-r16", 16, 32, 0.05, True, 2e-4, 0.05),
+    # small adapters with more dropout for small data
+    ("r8-dropout", 8, 16, 0.1, False, 1e-4, 0.05),
+])
+def test_preset_values(name, rank, alpha, dropout, frozen, lr, warmup):
+    p = get_preset(name)
+    assert (p.rank, p.alpha, p.dropout, p.freeze_vision_tower, p.learning_rate, p.warmup_ratio) == \
+        (rank, alpha, dropout, frozen, lr, warmup)
+
+
+def test_overrides_win_over_the_preset():
+    # a recipe names a preset and changes one knob; the rest must stay the preset's
+    cfg = TrainConfig(base="b", output_dir="o", lora="florence2-paper", lora_rank=64, target_modules=["q_proj"])
+    s = cfg.lora_settings()
+    assert (s["rank"], s["alpha"], s["target_modules"], s["learning_rate"]) == (64, 256, ["q_proj"], 5e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lora": "nope"}, "unknown LoRA preset"),          # a typo in the preset name fails at load time
+    ({"val_split": 1.0}, "val_split"),                  # nothing left to train on
+    ({"max_skip_share": 2.0}, "max_skip_share"),        # a share is at most 1
+    ({"task_weights": {"ask": -1}}, "task_weights"),    # a negative weight means nothing
+    ({"sources": [{"kind": "synthetic", "weight": -1}]}, "weight"),
+    ({"task_weights": {"asks": 2.0}}, "unknown tasks"),   # a misspelt task would keep weight 1
+    ({"sources": [{"kind": "synthetic"}, {"kind": "synthetic"}]}, "share a name"),  # report keys clash
+])
+def test_bad_values_fail_loudly(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"base": "b", "output_dir": "o", **change})
+
+
+def test_unknown_field_is_named(tmp_path):
+    # a misspelt field must not be ignored silently (the run would use the default)
+    (tmp_path / "r.yaml").write_text("base: b\noutput_dir: o\nlearning_rte: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rte"):
+        TrainConfig.from_yaml(tmp_path / "r.yaml")
+
+
+def test_every_field_has_help():
+    # peft-style config: the help text is the documentation of the recipe format
+    for cls in (TrainConfig, SourceSpec):
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+
+
+@pytest.mark.parametrize("preset, vision_adapted", [
+    ("florence2-paper", True),       # paper preset adapts vision attention (qkv / proj) too
+    ("vision-frozen-r16", False),    # frozen vision tower: no LoRA under vision_tower
+    ("r8-dropout", False),           # text attention only
+])
+def test_targets_match_native_florence2_modules(tiny_checkpoint, preset, vision_adapted):
+    # target names must match transformers' native Florence2ForConditionalGeneration, or peft
+    # silently adapts nothing (the real module names were read from transformers 5.x)
+    import re
+
+    import torch
+    from transformers import Florence2ForConditionalGeneration
+
+    model = Florence2ForConditionalGeneration.from_pretrained(tiny_checkpoint)
+    p = PRESETS[preset]
+    pattern = re.compile(target_regex(p.target_modules, p.freeze_vision_tower))
+    hits = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pattern.fullmatch(n)]
+    text = [n for n in hits if "language_model" in n]
+    vision = [n for n in hits if "vision_tower" in n]
+    # 2 encoder layers x 4 + 2 decoder layers x 8 (self + cross attention) in the tiny model
+    assert len(text) == 24
+    assert bool(vision) == vision_adapted

@@ -1,0 +1,54 @@
+"""The model side of training: tokenizer with the task tokens, base model, LoRA adapter.
+
+Task tokens of ``gi_sdk.tasks.NEW_TASK_TOKENS`` missing from a base tokenizer (the public
+Florence-2 has none of them) are added, the embeddings resized, and their embedding rows
+trained through peft's ``trainable_token_indices`` (only those rows: the rest of the
+vocabulary stays the base's, and ``merge_and_unload`` folds them into the merged weights).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gi_sdk.errors import require
+from gi_sdk.tasks import NEW_TASK_TOKENS
+
+from .presets import target_regex
+
+
+def load_tokenizer(base) -> tuple:
+    """(tokenizers.Tokenizer of ``base``, the task tokens that had to be added)."""
+    from tokenizers import AddedToken, Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(base) / "tokenizer.json"))
+    missing = [t for t in NEW_TASK_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+    return tok, missing
+
+
+def task_token_ids(tokenizer) -> list[int]:
+    """Ids of every ``NEW_TASK_TOKENS`` entry (all present after ``load_tokenizer``)."""
+    return [tokenizer.token_to_id(t) for t in NEW_TASK_TOKENS]
+
+
+def load_base_model(base, tokenizer):
+    """The native Florence2ForConditionalGeneration at ``base``, embeddings grown to fit the
+    tokenizer when tokens were added."""
+    transformers = require("transformers", "train")
+    model = transformers.Florence2ForConditionalGeneration.from_pretrained(base)
+    needed = tokenizer.get_vocab_size(with_added_tokens=True)
+    if needed > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(needed)
+    return model
+
+
+def add_lora(model, settings: dict, tokenizer):
+    """Wrap ``model`` in a peft LoRA adapter from ``TrainConfig.lora_settings()``."""
+    peft = require("peft", "train")
+    config = peft.LoraConfig(
+        r=settings["rank"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
+        target_modules=target_regex(settings["target_modules"], settings["freeze_vision_tower"]),
+        trainable_token_indices=task_token_ids(tokenizer),
+        bias="none",
+    )
+    return peft.get_peft_model(model, config)

@@ -1,0 +1,71 @@
+"""Source kind ``synthetic``: frames of ``gi_sdk.synthetic.SyntheticEndoscope`` with exact truth.
+
+params: ``n_images`` (50), ``seed`` (0), ``width`` (320), ``height`` (256), ``tasks`` (all of
+``SYNTHETIC_TASKS``), ``qa_per_image`` (3 questions from ``qa_records``).
+One frame per segment of the synthetic colon, so every image shows another scene.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gi_sdk.synthetic import SyntheticEndoscope, qa_records
+from gi_sdk.tasks import build_prompt
+
+from .examples import Example, SourceReport
+from .targets import count_target, detect_target, ground_target, mask_centres, point_target, segment_target
+
+SYNTHETIC_TASKS = ("detect", "segment", "count", "point", "ask", "ground")
+
+
+def _polyps(truth):
+    keep = [i for i, lab in enumerate(truth.labels) if lab == "polyp"]
+    return truth.boxes[keep].reshape(-1, 4), truth.masks[keep]
+
+
+def _examples_for(frame, truth, image_id, tasks, qa, source) -> list[Example]:
+    size = (frame.shape[1], frame.shape[0])
+    boxes, masks = _polyps(truth)
+    out = []
+
+    def add(task, text, target):
+        out.append(Example(frame, image_id, task, build_prompt(task, text), target, source))
+
+    if "detect" in tasks:
+        add("detect", None, detect_target(truth.boxes, truth.labels, size))
+    if "count" in tasks:
+        add("count", "polyp", count_target(boxes, "polyp", size))
+    if "point" in tasks:
+        add("point", "polyp", point_target(mask_centres(masks), "polyp", size))
+    if len(boxes) and "ground" in tasks:
+        add("ground", "polyp", ground_target("polyp", boxes, size))
+    if len(boxes) and "segment" in tasks:
+        target = segment_target(masks.any(axis=0))
+        if target is not None:  # a polyp too small for a polygon: no segment example
+            add("segment", "polyp", target)
+    for r in qa if "ask" in tasks else ():
+        add("ask", r["question"], r["answer"])
+    return out
+
+
+def synthetic_examples(spec, report: SourceReport) -> list[Example]:
+    """Examples of every task in ``params.tasks`` for ``params.n_images`` synthetic frames."""
+    p = dict(spec.params)
+    tasks = tuple(p.get("tasks", SYNTHETIC_TASKS))
+    unknown = sorted(set(tasks) - set(SYNTHETIC_TASKS))
+    if unknown:
+        raise ValueError(f"synthetic source: unknown tasks {unknown}; known: {list(SYNTHETIC_TASKS)}")
+    seed = int(p.get("seed", 0))
+    scope = SyntheticEndoscope(seed=seed, width=int(p.get("width", 320)), height=int(p.get("height", 256)))
+    rng = np.random.default_rng([seed, 0x7EA1])
+    n_qa = int(p.get("qa_per_image", 3))
+    examples, start = [], 0
+    for n in range(int(p.get("n_images", 50))):
+        lo, hi = scope.segment_range(start)
+        start = hi
+        frame, truth = scope.frame(int(rng.integers(lo, hi)))
+        image_id = f"synthetic{seed:03d}_{n:05d}"
+        report.records += 1
+        report.images += 1
+        qa = qa_records(image_id, truth, rng, n_single=n_qa, n_pairs=0, n_triples=0)[:n_qa]
+        examples += report.add(_examples_for(frame, truth, image_id, tasks, qa, report.name))
+    return examples

@@ -1,0 +1,56 @@
+"""Target texts from annotations, through the shared codec (pure: arrays in, text out).
+
+The runtime decodes with the same codec (``gi_sdk.codec``), so what a model is taught to
+write here is exactly what ``Session`` parses back.
+
+>>> detect_target([[10, 20, 300, 200]], ["polyp"], (640, 480))
+'polyp<loc_15><loc_41><loc_468><loc_416>'
+>>> ground_target("polyp", [[0, 0, 64, 48], [320, 240, 639, 479]], (640, 480))
+'polyp<loc_0><loc_0><loc_100><loc_100><loc_500><loc_500><loc_998><loc_997>'
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gi_sdk.codec import encode_boxes, encode_points, encode_polygons, mask_to_polygons
+
+
+def detect_target(boxes, labels, image_size) -> str:
+    """``<OD>``: ``label<loc x4>`` per instance."""
+    return encode_boxes(boxes, image_size, list(labels))
+
+
+def count_target(boxes, label: str, image_size) -> str:
+    """``<MedCOUNT>``: one ``label<loc x4>`` per instance (the count is their number; none: "")."""
+    return encode_boxes(boxes, image_size, [label] * len(np.asarray(boxes).reshape(-1, 4)))
+
+
+def point_target(points, label: str, image_size) -> str:
+    """``<MedPOINT>``: one ``label<loc_x><loc_y>`` per instance."""
+    return encode_points(points, image_size, [label] * len(np.asarray(points).reshape(-1, 2)))
+
+
+def ground_target(phrase: str, boxes, image_size) -> str:
+    """``<CAPTION_TO_PHRASE_GROUNDING>``: the phrase once, then all its boxes (transformers'
+    grammar gives every box of a run the phrase before it)."""
+    n = len(np.asarray(boxes).reshape(-1, 4))
+    return encode_boxes(boxes, image_size, [phrase] + [""] * (n - 1))
+
+
+def segment_target(mask) -> str | None:
+    """``<REFERRING_EXPRESSION_SEGMENTATION>``: polygons of a binary mask, label-less (as
+    transformers returns them); None when the mask has no region worth a polygon."""
+    m = np.asarray(mask, dtype=bool)
+    polygons = mask_to_polygons(m)
+    if not polygons:
+        return None
+    return encode_polygons(polygons, (m.shape[1], m.shape[0]))
+
+
+def mask_centres(masks) -> np.ndarray:
+    """(N, 2) float32 pixel centroid of each (H, W) mask (the point a ``<MedPOINT>`` answer names)."""
+    out = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        out.append([xs.mean() + 0.5, ys.mean() + 0.5] if len(xs) else [0.0, 0.0])
+    return np.asarray(out, np.float32).reshape(-1, 2)

@@ -1,0 +1,118 @@
+"""``run(config)``: sources -> split -> LoRA training with HF ``Trainer`` -> merged checkpoint.
+
+    gi-sdk train --config recipe.yaml           # or: python -c "import gi_sdk.train as t; ..."
+    torchrun --nproc_per_node 4 -m gi_sdk.cli train --config recipe.yaml
+
+Works unchanged under ``torchrun`` / ``accelerate launch``: ``Trainer`` reads the ranks from
+the environment; only the main process merges and writes the output.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gi_sdk.checkpoint import Checkpoint
+from gi_sdk.errors import require
+
+from .collate import Collator
+from .config import TrainConfig
+from .merge import git_commit, merge_and_save, write_record
+from .model import add_lora, load_base_model, load_tokenizer
+from .sources import load_sources
+from .split import apply_weights, split_by_image
+
+
+class ExampleDataset:
+    """A list of ``Example`` as a map-style dataset (the collator builds the tensors)."""
+
+    def __init__(self, examples: list):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return self.examples[i]
+
+
+def prepare_data(config: TrainConfig):
+    """(train examples after mixture weights, validation examples, DataReport)."""
+    examples, report = load_sources(config.sources, config.max_skip_share)
+    train, val = split_by_image(examples, config.val_split, config.seed)
+    train = apply_weights(train, {s.label: s.weight for s in config.sources}, config.task_weights, config.seed)
+    report.set_split(train, val)
+    return train, val, report
+
+
+def _training_arguments(config: TrainConfig, lora: dict, has_val: bool):
+    transformers = require("transformers", "train")
+    per_epoch = "epoch" if config.eval_steps is None else "steps"
+    return transformers.TrainingArguments(
+        output_dir=str(Path(config.output_dir) / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accumulation,
+        learning_rate=lora["learning_rate"],
+        warmup_steps=float(lora["warmup_ratio"]),  # a float < 1 is a share of the steps
+        weight_decay=config.weight_decay,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        eval_strategy=per_epoch if has_val else "no",
+        eval_steps=config.eval_steps,
+        remove_unused_columns=False,  # our dataset yields Example objects, not model columns
+        dataloader_num_workers=0,
+        report_to=[],
+        disable_tqdm=not config.progress,
+        use_cpu=config.device == "cpu",
+        bf16=config.bf16,
+    )
+
+
+def run(config: TrainConfig | str | Path) -> Path:
+    """Train, merge and save; return the output folder (loadable by ``gi_sdk.Session``).
+
+    ``config`` is a ``TrainConfig`` or the path of a YAML recipe.
+    """
+    transformers = require("transformers", "train")
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_yaml(config)
+    out = Path(config.output_dir)
+    checkpoint = Checkpoint.open(config.base)  # a wrong base path fails here, before the data is read
+    transformers.set_seed(config.seed)
+    train, val, report = prepare_data(config)
+    lora = config.lora_settings()
+
+    tokenizer, added = load_tokenizer(config.base)
+    model = add_lora(load_base_model(config.base, tokenizer), lora, tokenizer)
+    collator = Collator(checkpoint, tokenizer, config.max_target_tokens)
+    args = _training_arguments(config, lora, bool(val))
+    trainer = transformers.Trainer(model=model, args=args, data_collator=collator,
+                                   train_dataset=ExampleDataset(train),
+                                   eval_dataset=ExampleDataset(val) if val else None)
+    if trainer.is_world_process_zero():  # written first, so a run that dies still says what it was
+        config.save_json(out / "train_config.json")
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    metrics = dict(result.metrics)
+    if val:
+        metrics.update(trainer.evaluate())
+    if not trainer.is_world_process_zero():
+        return out
+    merge_and_save(model, tokenizer, config.base, out)
+    losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    write_record(out, {
+        "config": config.to_dict(),
+        "lora": lora,
+        "added_tokens": added,
+        "data": report.to_json(),
+        "targets_cut": collator.cut,
+        "git_commit": git_commit(),
+        "metrics": metrics,
+        "losses": losses,
+        "eval_losses": [{"step": h["step"], "eval_loss": h["eval_loss"]}
+                        for h in trainer.state.log_history if "eval_loss" in h],
+    })
+    return out
