@@ -8,6 +8,8 @@ this file maps it onto one importable package:
     gi_sdk.train    <- train/
     gi_sdk._native  <- cpp_ext/*.cpp (pybind11)
 """
+import sys
+
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
@@ -23,15 +25,21 @@ EXTRAS = {
     "train": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10", "peft>=0.13", "accelerate>=1.0"],
     "export": [TORCH, "transformers>=4.57", "safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.18"],
     "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3",
+            "atheris>=2.3; platform_system == 'Linux' and platform_machine == 'x86_64'"],
 }
 
 native = Pybind11Extension(
     "gi_sdk._native",
-    sources=["cpp_ext/bindings.cpp", "cpp_ext/location.cpp"],
+    sources=[f"cpp_ext/{name}.cpp" for name in (
+        "bindings", "location", "resize", "resample_avx2", "fov", "geometry", "token_decoder")],
     include_dirs=["cpp_ext"],
+    depends=[f"cpp_ext/{name}.h" for name in (
+        "checks", "location", "resize", "resample_task", "resample_kernel", "fov", "geometry", "token_decoder")],
     cxx_std=17,
-    extra_compile_args=["-O3"],
+    # no implicit FMA contraction: the kernels fuse only where their numpy twins can do the same,
+    # so both give bit-identical results
+    extra_compile_args=["/O2", "/fp:precise"] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"],
 )
 
 setup(

@@ -18,7 +18,15 @@ _LAZY = {
     "Result": "gi_sdk.result",
     "SyntheticEndoscope": "gi_sdk.synthetic",
     "available_backends": "gi_sdk.backends",
-    "preprocess": "gi_sdk.preprocess",
+    "preprocess": "gi_sdk.preprocessing",
+    "find_fov": "gi_sdk.fov",
+    "polygons_to_mask": "gi_sdk.geometry",
+    "box_iou": "gi_sdk.geometry",
+    "mask_iou": "gi_sdk.geometry",
+    "polygon_area": "gi_sdk.geometry",
+    "decode_ids": "gi_sdk.token_decoder",
+    "TokenVocab": "gi_sdk.token_decoder",
+    "native_available": "gi_sdk.native",
 }
 _SUBMODULES = {"codec", "errors", "synthetic", "tasks", "backends", "result", "session", "overlay"}
 

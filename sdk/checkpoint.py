@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelLoadError
-from .preprocess import FLORENCE_MEAN, FLORENCE_STD
+from .preprocessing import FLORENCE_MEAN, FLORENCE_STD
 
 
 @dataclass(frozen=True)

@@ -47,15 +47,37 @@ def check_frame(frame) -> np.ndarray:
     return frame
 
 
-def to_rgb(frame, channels: str = "bgr") -> np.ndarray:
-    """Check ``frame`` and return it as a contiguous HxWx3 uint8 RGB array."""
-    check_frame(frame)
-    key = (channels.lower(), frame.shape[2])
+# channel order -> where red, green and blue sit in a pixel (the native preprocess reads them there)
+_RGB_INDEX = {
+    ("bgr", 3): (2, 1, 0), ("rgb", 3): (0, 1, 2),
+    ("bgra", 4): (2, 1, 0), ("rgba", 4): (0, 1, 2),
+    ("bgr", 4): (2, 1, 0), ("rgb", 4): (0, 1, 2),
+}
+
+
+def _order(frame: np.ndarray, channels) -> tuple:
+    key = (channels.lower() if isinstance(channels, str) else channels, frame.shape[2])
     if key not in _TO_RGB:
         raise InvalidFrameError(
             f"cannot read a {frame.shape[2]}-channel frame as {channels!r}; channels must be one of {CHANNEL_ORDERS}"
         )
-    code = _TO_RGB[key]
+    return key
+
+
+def rgb_index(frame, channels: str = "bgr") -> tuple[int, int, int]:
+    """Check ``frame`` and return the indices of its red, green and blue channels.
+
+    >>> rgb_index(np.zeros((2, 2, 4), np.uint8), "bgra")
+    (2, 1, 0)
+    """
+    check_frame(frame)
+    return _RGB_INDEX[_order(frame, channels)]
+
+
+def to_rgb(frame, channels: str = "bgr") -> np.ndarray:
+    """Check ``frame`` and return it as a contiguous HxWx3 uint8 RGB array."""
+    check_frame(frame)
+    code = _TO_RGB[_order(frame, channels)]
     if code is None:
         return np.ascontiguousarray(frame)
     return cv2.cvtColor(np.ascontiguousarray(frame), code)

@@ -1,8 +1,9 @@
 """Access to the compiled extension ``gi_sdk._native``, with a warned fallback.
 
-Every native function has a numpy twin in gi_sdk; callers ask ``native()`` and use the twin
-when it returns None. If the extension failed to build, one warning says so (once per
-process) and everything keeps working, only slower.
+Every native function has a numpy twin in gi_sdk; callers ask ``native()`` (at call time,
+through this module, so tests can swap it) and use the twin when it returns None. If the
+extension failed to build, one warning says so (once per process) and everything keeps
+working, only slower. ``native_available()`` says which is in use.
 """
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ def native():
             stacklevel=2,
         )
         return None
+
+
+def native_available() -> bool:
+    """True when gi_sdk runs its compiled extension, False when it runs the numpy twins.
+
+    >>> import gi_sdk
+    >>> gi_sdk.native_available()  # doctest: +SKIP
+    True
+    """
+    return native() is not None

@@ -28,7 +28,7 @@ from .decode import build_result
 from .errors import ModelLoadError
 from .frames import check_frame
 from .generate import greedy
-from .preprocess import preprocess
+from .preprocessing import preprocess
 from .result import Result
 
 

@@ -22,3 +22,12 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError):
         gi_sdk.does_not_exist
+
+
+def test_public_preprocess_is_the_function_even_after_its_module_is_imported():
+    # a submodule named like a public function would replace it on the package once imported
+    import gi_sdk
+    import gi_sdk.preprocessing
+    from gi_sdk.preprocessing import preprocess
+
+    assert gi_sdk.preprocess is preprocess

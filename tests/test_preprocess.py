@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gi_sdk.errors import InvalidFrameError
-from gi_sdk.preprocess import FLORENCE_MEAN, FLORENCE_STD, preprocess
+from gi_sdk.preprocessing import FLORENCE_MEAN, FLORENCE_STD, preprocess
 
 
 @pytest.mark.parametrize("frame,why", [

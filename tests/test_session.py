@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from gi_sdk import Session  # noqa: E402
 from gi_sdk.codec import parse_florence, parse_instances  # noqa: E402
 from gi_sdk.errors import InvalidFrameError, ModelLoadError, PromptError, UnknownTaskError  # noqa: E402
-from gi_sdk.preprocess import preprocess  # noqa: E402
+from gi_sdk.preprocessing import preprocess  # noqa: E402
 from gi_sdk.tasks import build_prompt, get_task  # noqa: E402
 
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from gi_sdk import Session  # noqa: E402
 from gi_sdk.checkpoint import Checkpoint  # noqa: E402
-from gi_sdk.preprocess import preprocess  # noqa: E402
+from gi_sdk.preprocessing import preprocess  # noqa: E402
 from gi_sdk.tasks import NEW_TASK_TOKENS, build_prompt, get_task  # noqa: E402
 from gi_sdk.train import TrainConfig, run  # noqa: E402
 from gi_sdk.train.collate import IGNORE, Collator  # noqa: E402

@@ -1,0 +1,203 @@
+"""Native pre/post-processing against its numpy twins and transformers' Florence-2 processor.
+
+    python benchmarks/native.py [--quick] [--json out/native.json]
+
+Preprocess: 1080p and 4K BGR frames -> 768x768 float32 CHW, by ``gi_sdk.preprocess`` (native,
+one thread and all cores), its numpy twin, and the HF ``Florence2Processor`` image processor
+(Pillow resize + numpy normalize; it uses one core). Decode: a 10-box ``<OD>`` output and a
+3-polygon ``<REFERRING_EXPRESSION_SEGMENTATION>`` output, from token ids, by the native id
+decoder (raw call, and ``gi_sdk.decode_ids`` with label text), its Python twin, the text parser
+``parse_instances``, and HF ``post_process_generation`` (from text, and with ``batch_decode``).
+Each figure is the median of N runs (the minimum is in the JSON). Prints a table with the
+ratio of each row to the native one and writes JSON. ``main(argv)`` is what
+``benchmarks/latency.py`` calls.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+POLYPGEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "polypgen" / "images"
+
+
+def timed(fn, repeat: int, warmup: int = 2) -> dict:
+    """Median and minimum wall time of ``fn()`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": statistics.median(runs), "min_ms": min(runs), "runs": repeat}
+
+
+def frames() -> dict:
+    """A real 1080p PolypGen frame (synthetic stand-in when absent) and its 4K upscale."""
+    import cv2
+
+    path = POLYPGEN / "20_endocv2021_positive_782.jpg"
+    if path.is_file():
+        hd = cv2.resize(cv2.imread(str(path)), (1920, 1080))
+    else:
+        rng = np.random.default_rng(0)
+        hd = cv2.resize(rng.integers(0, 256, (270, 480, 3), dtype=np.uint8), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    return {"1080p": hd, "4K": cv2.resize(hd, (3840, 2160), interpolation=cv2.INTER_CUBIC)}
+
+
+def hf_processor(workdir: Path):
+    """transformers' Florence2Processor of a tiny checkpoint (same image and text config as
+    Florence-2), or None when torch / transformers are not installed."""
+    try:
+        from transformers import AutoProcessor
+
+        from gi_sdk.train.tiny import build_tiny_florence2
+    except ImportError:
+        return None
+    return AutoProcessor.from_pretrained(build_tiny_florence2(workdir / "tiny"))
+
+
+def bench_preprocess(repeat: int, processor) -> list[dict]:
+    import cv2
+
+    import gi_sdk
+    from gi_sdk.preprocessing import FLORENCE_MEAN, FLORENCE_STD, normalization, preprocess_numpy
+
+    rows, cores = [], os.cpu_count() or 1
+    scale, bias = normalization(FLORENCE_MEAN, FLORENCE_STD)
+    for name, frame in frames().items():
+        out = np.empty((3, 768, 768), np.float32)
+        h, w = frame.shape[:2]
+        group = f"preprocess {name} -> 768x768 f32"
+        cases = [(f"gi_sdk native, 1 thread ({gi_sdk.native.native().resize_isa()})",
+                  lambda: gi_sdk.preprocess(frame, out=out, threads=1), 1),
+                 (f"gi_sdk native, {cores} threads", lambda: gi_sdk.preprocess(frame, out=out, threads=cores), cores),
+                 ("numpy twin", lambda: preprocess_numpy(frame, (2, 1, 0), (0, 0, w, h), (768, 768), scale, bias, out), 1)]
+        if processor is not None:
+            image = processor.image_processor
+            cases.append(("HF Florence2Processor image path",
+                          lambda: image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), return_tensors="np"), 1))
+        for label, fn, threads in cases:
+            slow = label.startswith(("numpy", "HF"))
+            rows.append({"group": group, "case": label, "threads": threads,
+                         **timed(fn, max(3, repeat // 4) if slow else repeat)})
+    return rows
+
+
+def decode_inputs(tokenizer):
+    from gi_sdk.codec import encode_boxes, encode_polygons
+
+    rng = np.random.default_rng(0)
+    size = (1920, 1080)
+    xy = rng.uniform(0, 1800, (10, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(20, 120, (10, 2))], axis=1).astype(np.float32)
+    od = "</s><s>" + encode_boxes(boxes, size, ["polyp"] * 10) + "</s>"
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    polygons = [np.stack([c[0] + r * np.cos(angles), c[1] + r * np.sin(angles)], 1)
+                for c, r in zip(rng.uniform(300, 1500, (3, 2)), rng.uniform(50, 200, 3))]
+    seg = "</s><s>" + encode_polygons(polygons, size) + "</s>"
+    ids = lambda text: np.array(tokenizer.encode(text, add_special_tokens=False).ids, np.int64)  # noqa: E731
+    return size, [("OD 10 boxes", "<OD>", "boxes", od, ids(od)),
+                  ("segmentation 3 polygons", "<REFERRING_EXPRESSION_SEGMENTATION>", "polygons", seg, ids(seg))]
+
+
+def bench_decode(repeat: int, processor, workdir: Path) -> list[dict]:
+    from tokenizers import Tokenizer
+
+    import gi_sdk.native
+    from gi_sdk.codec import parse_instances
+    from gi_sdk.token_decoder import GRAMMAR_CODES, TokenVocab, decode_ids, decode_tokens_python
+    from gi_sdk.train.tiny import build_tokenizer
+
+    tokenizer = Tokenizer.from_file(str(build_tokenizer(workdir / "tok") / "tokenizer.json"))
+    vocab = TokenVocab.from_tokenizer(tokenizer)
+    size, outputs = decode_inputs(tokenizer)
+    mod = gi_sdk.native.native()
+    rows = []
+    for name, task, kind, text, ids in outputs:
+        code = GRAMMAR_CODES["polygons" if kind == "polygons" else "description_with_bboxes"]
+        group = f"decode {name} ({len(ids)} ids)"
+        cases = [("gi_sdk native decoder (raw arrays)",
+                  lambda: mod.decode_tokens(ids, vocab.classes, vocab.loc_begin, code, *map(float, size))),
+                 ("gi_sdk.decode_ids (native, labels decoded)", lambda: decode_ids(ids, kind, size, vocab)),
+                 ("Python twin decoder (raw arrays)",
+                  lambda: decode_tokens_python(ids, vocab.classes, vocab.loc_begin, code, *map(float, size))),
+                 ("gi_sdk parse_instances (from text)", lambda: parse_instances(text, kind, size))]
+        if processor is not None:
+            cases += [("HF post_process_generation (from text)",
+                       lambda: processor.post_process_generation(text, task=task, image_size=size)),
+                      ("HF batch_decode + post_process_generation",
+                       lambda: processor.post_process_generation(
+                           processor.batch_decode([ids], skip_special_tokens=False)[0], task=task, image_size=size))]
+        for label, fn in cases:
+            rows.append({"group": group, "case": label, "threads": 1, **timed(fn, repeat * 10, warmup=20)})
+    return rows
+
+
+def machine() -> dict:
+    import cv2
+
+    import gi_sdk.native
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mod = gi_sdk.native.native()
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": mod.resize_isa() if mod else None,
+            "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
+            "platform": platform.platform(), "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+def table(rows: list[dict]) -> str:
+    """Rows grouped; ratio = this row's median / the group's first (native) row."""
+    lines, base = [], {}
+    width = max(len(r["case"]) for r in rows) + 2
+    for r in rows:
+        if r["group"] not in base:
+            base[r["group"]] = r["median_ms"]
+            lines.append(f"\n{r['group']}\n  {'case':<{width}}{'median ms':>12}{'min ms':>10}{'x native':>10}")
+        ratio = r["median_ms"] / base[r["group"]]
+        lines.append(f"  {r['case']:<{width}}{r['median_ms']:>12.4f}{r['min_ms']:>10.4f}{ratio:>10.1f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not figures)")
+    parser.add_argument("--repeat", type=int, default=30, help="runs per preprocess case (decode: 10x)")
+    args = parser.parse_args(argv)
+
+    import gi_sdk.native
+
+    if gi_sdk.native.native() is None:
+        sys.exit("gi_sdk._native is not built: run `pip install -e .` first")
+    repeat = 3 if args.quick else args.repeat
+    with tempfile.TemporaryDirectory() as tmp:
+        processor = hf_processor(Path(tmp))
+        rows = bench_preprocess(repeat, processor) + bench_decode(repeat, processor, Path(tmp))
+    result = {"machine": machine(), "quick": args.quick, "results": rows}
+    print(table(rows))
+    print(f"\nmachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, isa {result['machine']['isa']}, "
+          f"load average {result['machine']['load_average']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
