@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gi_sdk.checkpoint import Checkpoint
-from gi_sdk.preprocess import preprocess
+from gi_sdk.preprocessing import preprocess
 
 from .source_files import read_image
 
