@@ -28,3 +28,15 @@ def hf_processor(tiny_checkpoint):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(params=["native", "twin"])
+def impl(request, monkeypatch):
+    """Run a test on the compiled extension, then on the numpy/Python twins."""
+    import gi_sdk.native
+
+    if request.param == "twin":
+        monkeypatch.setattr(gi_sdk.native, "native", lambda: None)
+    elif gi_sdk.native.native() is None:
+        pytest.skip("gi_sdk._native is not built")
+    return request.param

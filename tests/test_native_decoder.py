@@ -61,16 +61,6 @@ def vocab(tokenizer):
     return TokenVocab.from_tokenizer(tokenizer)
 
 
-@pytest.fixture(params=["native", "twin"])
-def impl(request, monkeypatch):
-    """Run the test on the compiled extension, then on the Python twin."""
-    if request.param == "twin":
-        monkeypatch.setattr(gi_sdk.native, "native", lambda: None)
-    elif gi_sdk.native.native() is None:
-        pytest.skip("gi_sdk._native is not built")
-    return request.param
-
-
 def same(a, b) -> bool:
     return (a.text == b.text and np.array_equal(a.boxes, b.boxes) and a.box_labels == b.box_labels
             and a.polygon_labels == b.polygon_labels and len(a.polygons) == len(b.polygons)

@@ -14,16 +14,6 @@ cv2 = pytest.importorskip("cv2")
 POLYPGEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "polypgen" / "images"
 
 
-@pytest.fixture(params=["native", "twin"])
-def impl(request, monkeypatch):
-    """Run the test on the compiled extension, then on the numpy twins."""
-    if request.param == "twin":
-        monkeypatch.setattr(gi_sdk.native, "native", lambda: None)
-    elif gi_sdk.native.native() is None:
-        pytest.skip("gi_sdk._native is not built")
-    return request.param
-
-
 def mucosa(h, w, seed=0):
     """Pinkish tissue with texture: lit everywhere (max channel well above 40)."""
     rng = np.random.default_rng(seed)

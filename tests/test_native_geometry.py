@@ -12,16 +12,6 @@ cv2 = pytest.importorskip("cv2")
 F32 = np.float32
 
 
-@pytest.fixture(params=["native", "twin"])
-def impl(request, monkeypatch):
-    """Run the test on the compiled extension, then on the numpy twins."""
-    if request.param == "twin":
-        monkeypatch.setattr(gi_sdk.native, "native", lambda: None)
-    elif gi_sdk.native.native() is None:
-        pytest.skip("gi_sdk._native is not built")
-    return request.param
-
-
 def cv2_mask(polygons, h, w):
     """The definition: cv2.fillPoly of the vertices rounded to pixel centres (as Result.masks)."""
     canvas = np.zeros((h, w), np.uint8)

@@ -24,16 +24,6 @@ POLYPGEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pol
 GREY = 1 / 255 / min(FLORENCE_STD)  # one grey level in normalized units (largest channel)
 
 
-@pytest.fixture(params=["native", "twin"])
-def impl(request, monkeypatch):
-    """Run the test on the compiled extension, then on the numpy twins."""
-    if request.param == "twin":
-        monkeypatch.setattr(gi_sdk.native, "native", lambda: None)
-    elif gi_sdk.native.native() is None:
-        pytest.skip("gi_sdk._native is not built")
-    return request.param
-
-
 def needs_native():
     mod = gi_sdk.native.native()
     if mod is None:
