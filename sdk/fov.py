@@ -67,6 +67,16 @@ def _longest_run(ok: np.ndarray) -> tuple[int, int]:
     return int(starts[i]), int(ends[i])
 
 
+
+def _walk(edge: int, stop: int, direction: int, ok) -> int:
+    """Move ``edge`` one pixel at a time towards ``stop`` (exclusive) while ``ok`` holds."""
+    for v in range(edge + direction, stop, direction):
+        if not ok(v):
+            break
+        edge = v
+    return edge
+
+
 def find_fov_numpy(frame: np.ndarray, threshold: int, min_fill: float, step: int) -> tuple[int, int, int, int]:
     """The numpy twin of ``gi_sdk._native.find_fov`` (options already checked)."""
     h, w = frame.shape[:2]
@@ -88,20 +98,8 @@ def find_fov_numpy(frame: np.ndarray, threshold: int, min_fill: float, step: int
 
     top, bottom, left, right = r0 * step, r1 * step, c0 * step, c1 * step
     # each edge lies between its sample and the next one outside: walk while the test holds
-    for y in range(top - 1, max((r0 - 1) * step, -1), -1):
-        if not row_ok(y):
-            break
-        top = y
-    for y in range(bottom + 1, min((r1 + 1) * step, h)):
-        if not row_ok(y):
-            break
-        bottom = y
-    for x in range(left - 1, max((c0 - 1) * step, -1), -1):
-        if not col_ok(x):
-            break
-        left = x
-    for x in range(right + 1, min((c1 + 1) * step, w)):
-        if not col_ok(x):
-            break
-        right = x
+    top = _walk(top, max((r0 - 1) * step, -1), -1, row_ok)
+    bottom = _walk(bottom, min((r1 + 1) * step, h), 1, row_ok)
+    left = _walk(left, max((c0 - 1) * step, -1), -1, col_ok)
+    right = _walk(right, min((c1 + 1) * step, w), 1, col_ok)
     return left, top, right - left + 1, bottom - top + 1

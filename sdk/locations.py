@@ -65,6 +65,15 @@ def dequantize_numpy(bins: np.ndarray, width: float, height: float) -> np.ndarra
     return ((pairs + np.float32(0.5)) * _per_bin(width, height)).reshape(b.shape)
 
 
+def _run(name: str, twin, values, dtype, what: str, image_size) -> np.ndarray:
+    """Check the input, then run ``_native.<name>`` when it is built, else the numpy ``twin``."""
+    width, height = _image_size(image_size)
+    arr = np.ascontiguousarray(values, dtype=dtype)
+    _check_pairs(arr, what)
+    mod = native()
+    return getattr(mod, name)(arr, width, height) if mod is not None else twin(arr, width, height)
+
+
 def quantize(coords, image_size) -> np.ndarray:
     """Pixel coordinates (..., 2k: x, y pairs) -> int32 location bins in [0, 999].
 
@@ -73,11 +82,7 @@ def quantize(coords, image_size) -> np.ndarray:
     >>> quantize([[10, 20, 300, 200]], (640, 480)).tolist()
     [[15, 41, 468, 416]]
     """
-    width, height = _image_size(image_size)
-    arr = np.ascontiguousarray(coords, dtype=np.float32)
-    _check_pairs(arr, "coords")
-    mod = native()
-    return mod.quantize(arr, width, height) if mod is not None else quantize_numpy(arr, width, height)
+    return _run("quantize", quantize_numpy, coords, np.float32, "coords", image_size)
 
 
 def dequantize(bins, image_size) -> np.ndarray:
@@ -86,10 +91,6 @@ def dequantize(bins, image_size) -> np.ndarray:
     >>> dequantize([[15, 41, 468, 416]], (640, 480)).tolist()
     [[9.920000076293945, 19.920000076293945, 299.8399963378906, 199.9199981689453]]
     """
-    width, height = _image_size(image_size)
-    arr = np.ascontiguousarray(bins, dtype=np.int32)
-    _check_pairs(arr, "bins")
-    mod = native()
-    return mod.dequantize(arr, width, height) if mod is not None else dequantize_numpy(arr, width, height)
+    return _run("dequantize", dequantize_numpy, bins, np.int32, "bins", image_size)
 
 

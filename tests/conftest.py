@@ -40,3 +40,19 @@ def impl(request, monkeypatch):
     elif gi_sdk.native.native() is None:
         pytest.skip("gi_sdk._native is not built")
     return request.param
+
+
+@pytest.fixture(scope="session")
+def terminal_line(request):
+    """A function that writes a summary line to the terminal, shown without ``-s`` too."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        if reporter is None or capture is None:
+            print(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\n" + line)
+
+    return write

@@ -59,20 +59,14 @@ INSTANCE_CHECKS: Counter = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_total(request):
+def report_total(terminal_line):
     """Print how many cases this module compared against transformers."""
     yield
     total = sum(CASES.values())
     line = (f"differential: {total} cases compared with transformers' Florence2Processor "
             f"({', '.join(f'{k} {v}' for k, v in sorted(CASES.items()))}); "
             f"parse_instances checked on {sum(INSTANCE_CHECKS.values())} of them")
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():  # shown without -s too
-        reporter.write_line("\n" + line)
+    terminal_line(line)
 
 
 def assert_same(hf, text: str, task: str, size, source: str) -> None:

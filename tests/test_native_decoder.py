@@ -32,19 +32,13 @@ SEEN: Counter = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report(request):
+def report(terminal_line):
     """Print how many sequences were read on tokens and how many fell back to text."""
     yield
     line = (f"id decoder: {SEEN['compared']} comparisons on {SEEN['sequences']} sequences; "
             f"{SEEN['exact']} read on tokens, {SEEN['fallback']} fell back to text (an ordinary token holds '<'); "
             f"{SEEN['hf']} compared with transformers directly")
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("\n" + line)
+    terminal_line(line)
 
 
 @pytest.fixture(scope="module")
