@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # torch: the CPU build that lies on this machine's disk (any other version downloads GBs)
 TORCH  := torch==2.13.0
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean builtin-model
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ test: $(STAMP)
 
 demo: $(STAMP) $(MODEL)/config.json
 	$(BIN)/gi-sdk demo --model $(MODEL) --out $(DEMO_OUT)
+
+# Rebuild the built-in model from nothing (random weights -> trained on synthetic scenes ->
+# installed into sdk/models/synthetic-demo); about 1.5 hours on a 2-core CPU machine.
+builtin-model: $(STAMP)
+	$(BIN)/python -m gi_sdk.train.builtin
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info out

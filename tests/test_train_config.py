@@ -41,6 +41,8 @@ def test_yaml_to_json_round_trip(tmp_path):
     ("vision-frozen-r16", 16, 32, 0.05, True, 2e-4, 0.05),
     # small adapters with more dropout for small data
     ("r8-dropout", 8, 16, 0.1, False, 1e-4, 0.05),
+    # no adapter: every weight, for the built-in model trained from random weights
+    ("full", 0, 0, 0.0, False, 5e-4, 0.05),
 ])
 def test_preset_values(name, rank, alpha, dropout, frozen, lr, warmup):
     p = get_preset(name)
@@ -105,3 +107,13 @@ def test_targets_match_native_florence2_modules(tiny_checkpoint, preset, vision_
     # 2 encoder layers x 4 + 2 decoder layers x 8 (self + cross attention) in the tiny model
     assert len(text) == 24
     assert bool(vision) == vision_adapted
+
+
+def test_builtin_recipe_loads():
+    # the recipe `make builtin-model` runs is a valid TrainConfig once base/output are filled in
+    import yaml
+
+    from gi_sdk.train.builtin import RECIPE
+
+    cfg = TrainConfig.from_dict({**yaml.safe_load(RECIPE.read_text()), "base": "b", "output_dir": "o"})
+    assert cfg.lora_settings()["rank"] == 0 and cfg.sources[0].kind == "synthetic"

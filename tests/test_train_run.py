@@ -135,6 +135,21 @@ def test_same_seed_same_run(small_checkpoint, tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_full_preset_trains_every_weight_without_an_adapter(small_checkpoint, tmp_path):
+    # the built-in model's recipe: random base, every weight trains, nothing to merge
+    from safetensors.numpy import load_file
+
+    sources = [{"kind": "synthetic", "params": {"n_images": 2, "width": 96, "height": 72, "tasks": ["detect"]}}]
+    out = run(_config(small_checkpoint, tmp_path / "full", sources, lora="full", learning_rate=1e-3,
+                      target_modules=None, max_steps=2))
+    before, after = load_file(str(small_checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert set(after) == set(before)   # a plain checkpoint: no lora_ or base_layer names
+    moved = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert any("vision_tower" in k for k in moved) and any("decoder" in k for k in moved)
+    assert json.loads((out / "training_record.json").read_text())["lora"]["preset"] == "full"
+    assert Session(out, backend="torch").detect(scene(1)[0], max_new_tokens=4).task == "detect"
+
+
 # ---------------------------------------------------------------------------------- merge
 
 def _tied_copy(checkpoint, out):

@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import cv2
+import numpy as np
 import pytest
 
 from gi_sdk.decode import build_result
@@ -96,6 +97,17 @@ def test_synthetic_targets_follow_the_truth(data):
     for (image_id, task), e in by.items():
         if task == "count":
             assert e.target.count("polyp") == by[(image_id, "point")].target.count("polyp")
+
+
+def test_synthetic_frames_per_scene_gives_distinct_views_of_fewer_scenes():
+    spec = lambda **kw: SourceSpec("synthetic", params={"n_images": 6, "width": 64, "height": 48,  # noqa: E731
+                                                        "tasks": ["detect"], **kw})
+    many, _ = load_sources([spec(frames_per_scene=3)])
+    frames = [e.image for e in many]
+    assert len(frames) == 6 and len({e.image_id for e in many}) == 6
+    assert all(not np.array_equal(a, b) for i, a in enumerate(frames) for b in frames[i + 1:])
+    with pytest.raises(ValueError, match="frames_per_scene"):
+        load_sources([spec(frames_per_scene=0)])
 
 
 def _ex(image_id, task="ask", source="s"):

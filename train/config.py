@@ -64,7 +64,8 @@ class TrainConfig:
     task_weights: dict = field(default_factory=dict, metadata={
         "help": "sampling weight per task name (gi_sdk.tasks) on top of source weights; unlisted tasks weigh 1.0"})
     lora: str = field(default="vision-frozen-r16", metadata={
-        "help": "LoRA preset name: florence2-paper, vision-frozen-r16, r8-dropout"})
+        "help": "LoRA preset name: florence2-paper, vision-frozen-r16, r8-dropout; or 'full' to train every "
+                "weight without an adapter (for a base with random weights)"})
     lora_rank: int | None = field(default=None, metadata={"help": "override the preset's rank"})
     lora_alpha: int | None = field(default=None, metadata={"help": "override the preset's alpha"})
     lora_dropout: float | None = field(default=None, metadata={"help": "override the preset's dropout"})

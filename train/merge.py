@@ -41,10 +41,13 @@ def git_commit(start=None) -> str | None:
 
 
 def merge_and_save(peft_model, tokenizer, base, out_dir) -> Path:
-    """Merge LoRA (and trained token rows) into the base weights; save a full checkpoint."""
+    """Merge LoRA (and trained token rows) into the base weights; save a full checkpoint.
+
+    A model trained without an adapter (the ``full`` preset) is saved as it is.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    merged = peft_model.merge_and_unload()
+    merged = peft_model.merge_and_unload() if hasattr(peft_model, "merge_and_unload") else peft_model
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save(str(out / "tokenizer.json"))
     for name in BASE_FILES:

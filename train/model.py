@@ -43,7 +43,13 @@ def load_base_model(base, tokenizer):
 
 
 def add_lora(model, settings: dict, tokenizer):
-    """Wrap ``model`` in a peft LoRA adapter from ``TrainConfig.lora_settings()``."""
+    """Wrap ``model`` in a peft LoRA adapter from ``TrainConfig.lora_settings()``.
+
+    The ``full`` preset (rank 0) adds no adapter: the model itself trains, every weight of it.
+    """
+    if settings["rank"] == 0:
+        model.requires_grad_(True)
+        return model
     peft = require("peft", "train")
     config = peft.LoraConfig(
         r=settings["rank"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],

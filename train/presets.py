@@ -52,7 +52,16 @@ PRESETS: dict[str, LoraPreset] = {p.name: p for p in [
     LoraPreset("r8-dropout", rank=8, alpha=16, dropout=0.1, target_modules=TEXT_ATTENTION,
                freeze_vision_tower=False, learning_rate=1e-4, warmup_ratio=0.05,
                help="rank 8, dropout 0.1 on text attention"),
+    # No adapter: every weight trains. For a base with random weights (the built-in model,
+    # trained from scratch because no pretrained checkpoint can be downloaded), where a
+    # low-rank update of random matrices would learn little.
+    LoraPreset("full", rank=0, alpha=0, dropout=0.0, target_modules=(), freeze_vision_tower=False,
+               learning_rate=5e-4, warmup_ratio=0.05,
+               help="no adapter: train every weight (from-scratch models such as the built-in one)"),
 ]}
+
+#: Name of the preset that trains every weight instead of an adapter.
+FULL = "full"
 
 
 def get_preset(name: str) -> LoraPreset:

@@ -1,8 +1,10 @@
 """Source kind ``synthetic``: frames of ``gi_sdk.synthetic.SyntheticEndoscope`` with exact truth.
 
 params: ``n_images`` (50), ``seed`` (0), ``width`` (320), ``height`` (256), ``tasks`` (all of
-``SYNTHETIC_TASKS``), ``qa_per_image`` (3 questions from ``qa_records``).
-One frame per segment of the synthetic colon, so every image shows another scene.
+``SYNTHETIC_TASKS``), ``qa_per_image`` (3 questions from ``qa_records``), ``frames_per_scene`` (1).
+By default one frame per segment of the synthetic colon, so every image shows another scene;
+painting a scene costs ~0.2 s, so large sets take ``frames_per_scene`` frames spread over each
+segment (the camera has moved between them: other views of the same polyps).
 """
 from __future__ import annotations
 
@@ -58,11 +60,18 @@ def synthetic_examples(spec, report: SourceReport) -> list[Example]:
     scope = SyntheticEndoscope(seed=seed, width=int(p.get("width", 320)), height=int(p.get("height", 256)))
     rng = np.random.default_rng([seed, 0x7EA1])
     n_qa = int(p.get("qa_per_image", 3))
-    examples, start = [], 0
+    per_scene = int(p.get("frames_per_scene", 1))
+    if per_scene < 1:
+        raise ValueError(f"synthetic source: frames_per_scene must be >= 1, got {per_scene}")
+    examples, start, picks = [], 0, []
     for n in range(int(p.get("n_images", 50))):
-        lo, hi = scope.segment_range(start)
-        start = hi
-        frame, truth = scope.frame(int(rng.integers(lo, hi)))
+        if not picks:
+            lo, hi = scope.segment_range(start)
+            start = hi
+            # one frame from each of per_scene equal stretches of the segment, in playing order
+            edges = np.linspace(lo, hi, per_scene + 1).astype(int)
+            picks = [int(rng.integers(a, max(a + 1, b))) for a, b in zip(edges[:-1], edges[1:])]
+        frame, truth = scope.frame(picks.pop(0))
         image_id = f"synthetic{seed:03d}_{n:05d}"
         report.records += 1
         report.images += 1
