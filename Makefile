@@ -10,6 +10,8 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.gi-sdk-installed
 MODEL  := .cache/models/tiny-florence2
 DEMO_OUT ?= out/overlay.mp4
+# more demo flags, e.g.  make demo DEMO_ARGS='--web --ask "Is there a polyp?"'  (gi-sdk demo --help)
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 # torch: the CPU build that lies on this machine's disk (any other version downloads GBs)
@@ -36,7 +38,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP) $(MODEL)/config.json
-	$(BIN)/gi-sdk demo --model $(MODEL) --out $(DEMO_OUT)
+	$(BIN)/gi-sdk demo --model $(MODEL) --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # Rebuild the built-in model from nothing (random weights -> trained on synthetic scenes ->
 # installed into sdk/models/synthetic-demo); about 1.5 hours on a 2-core CPU machine.

@@ -18,15 +18,20 @@ RUNTIME = [
     "opencv-python-headless>=4.8",
     "tokenizers>=0.19",
     "pyyaml>=6",
+    "onnxruntime>=1.18",  # runs model bundles (the "onnxruntime" backend)
 ]
 TORCH = "torch>=2.4"  # the Makefile installs the CPU build torch==2.13.0 before this is resolved
 EXTRAS = {
     "torch": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10"],
-    "train": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10", "peft>=0.13", "accelerate>=1.0"],
+    "train": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10", "peft>=0.13", "accelerate>=1.0",
+              # evaluation (gi_sdk.train.metrics): maintained metric implementations
+              "sacrebleu>=2.4", "rouge-score>=0.1.2", "nltk>=3.9", "pycocotools>=2.0.8", "scipy>=1.11"],
     "export": [TORCH, "transformers>=4.57", "safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.18"],
+    "onnxruntime": ["onnxruntime>=1.18"],
     "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3",
-            "atheris>=2.3; platform_system == 'Linux' and platform_machine == 'x86_64'"],
+            "atheris>=2.3; platform_system == 'Linux' and platform_machine == 'x86_64'", "matplotlib>=3.8"],
+    "bench": ["matplotlib>=3.8"],   # the PNG chart of benchmarks/latency.py
 }
 
 native = Pybind11Extension(
@@ -61,7 +66,9 @@ setup(
         "gi_sdk.export",
         "gi_sdk.train",
     ],
-    package_data={"gi_sdk": ["_native.pyi", "py.typed"]},
+    # the built-in model ships inside the package (gi_sdk/models/synthetic-demo, ~19 MB)
+    package_data={"gi_sdk": ["_native.pyi", "py.typed", "models/synthetic-demo/*"],
+                  "gi_sdk.train": ["recipes/*.yaml"]},
     ext_modules=[native],
     cmdclass={"build_ext": build_ext},
     install_requires=RUNTIME,

@@ -27,8 +27,15 @@ _LAZY = {
     "decode_ids": "gi_sdk.token_decoder",
     "TokenVocab": "gi_sdk.token_decoder",
     "native_available": "gi_sdk.native",
+    "builtin_bundle": "gi_sdk.bundle",
+    "Stream": "gi_sdk.stream",
+    "StreamFrame": "gi_sdk.stream",
+    "IouTracker": "gi_sdk.tracker",
+    "open_source": "gi_sdk.video_sources",
+    "WebViewer": "gi_sdk.webview",
 }
-_SUBMODULES = {"codec", "errors", "synthetic", "tasks", "backends", "result", "session", "overlay"}
+_SUBMODULES = {"codec", "errors", "synthetic", "tasks", "backends", "result", "session", "overlay",
+               "stream", "tracker", "video_sources", "webview"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -4,6 +4,8 @@
 tokenizer.json, preprocessor_config.json, processor_config.json) and says which model family
 it is, what image size and normalization it wants, and where its special tokens are. Only
 JSON is read here, so it is cheap and needs no torch: the backends load the weights.
+Given a model bundle (a folder with manifest.json) it checks the bundle (``gi_sdk.bundle``)
+and describes it from the manifest; ``checkpoint.bundle`` is then set.
 
 Family-specific facts live in the ``FAMILIES`` table, keyed by family name, so a new family
 (decoder-only VLMs answering in JSON) is a new row, not a new if-branch.
@@ -14,7 +16,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelLoadError
+from .bundle import Bundle, is_bundle
+from .errors import BundleError, ModelLoadError
 from .preprocessing import FLORENCE_MEAN, FLORENCE_STD
 
 
@@ -73,10 +76,17 @@ class Checkpoint:
     pad_token_id: int
     decoder_start_token_id: int
     banned_grounding_phrases: tuple = field(default=("the image",))
+    generation_config: dict = field(default_factory=dict)   # generation_config.json / manifest
+    bundle: object = None       # gi_sdk.bundle.Bundle when the folder is a model bundle
 
     @property
     def tokenizer_file(self) -> Path:
         return self.path / "tokenizer.json"
+
+    @property
+    def max_encoder_tokens(self) -> int:
+        """Longest text-encoder input (image placeholders + prompt) the model has positions for."""
+        return int((self.config.get("text_config") or {}).get("max_position_embeddings", 1024))
 
     def encoder_input_ids(self, tokenizer, prompt: str) -> list[int]:
         """Text-encoder input ids for ``prompt``, laid out as transformers' Florence2Processor
@@ -93,8 +103,11 @@ class Checkpoint:
     def open(cls, path) -> "Checkpoint":
         """Describe the checkpoint at ``path``; raise ModelLoadError if it is not one."""
         root = Path(path).expanduser()
+        if is_bundle(root):
+            return cls.from_bundle(Bundle.open(root))
         expected = ("expected a merged Florence-2 checkpoint folder with config.json "
-                    "(model_type 'florence2'), model.safetensors and tokenizer.json")
+                    "(model_type 'florence2'), model.safetensors and tokenizer.json, or a model "
+                    "bundle folder with manifest.json")
         if not root.exists():
             raise ModelLoadError(f"model path {root} does not exist; {expected}")
         if not root.is_dir():
@@ -136,4 +149,29 @@ class Checkpoint:
             pad_token_id=int(text.get("pad_token_id", 1)),
             decoder_start_token_id=int(text.get("decoder_start_token_id", 2)),
             banned_grounding_phrases=tuple(banned),
+            generation_config=_read_json(root / "generation_config.json", "generation_config.json"),
         )
+
+    @classmethod
+    def from_bundle(cls, bundle) -> "Checkpoint":
+        """Describe a checked ``gi_sdk.bundle.Bundle`` from its manifest."""
+        m = bundle.manifest
+        family = FAMILIES.get(m.get("family"))
+        if family is None:
+            raise BundleError(f"{bundle.path}: manifest family {m.get('family')!r}; gi_sdk serves "
+                              f"{', '.join(sorted(FAMILIES))}")
+        pre, tok = m.get("preprocessing") or {}, m.get("tokenizer") or {}
+        try:
+            return cls(
+                path=bundle.path, family=family, config=m.get("model") or {},
+                image_size=tuple(int(v) for v in pre["image_size"]),
+                image_mean=tuple(pre["image_mean"]), image_std=tuple(pre["image_std"]),
+                image_seq_length=int(tok["image_seq_length"]), image_token_id=int(tok["image_token_id"]),
+                bos_token_id=int(tok["bos_token_id"]), eos_token_id=int(tok["eos_token_id"]),
+                pad_token_id=int(tok["pad_token_id"]), decoder_start_token_id=int(tok["decoder_start_token_id"]),
+                banned_grounding_phrases=tuple(m.get("banned_grounding_phrases", ("the image",))),
+                generation_config=dict(m.get("generation") or {}), bundle=bundle,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{bundle.path / 'manifest.json'}: preprocessing or tokenizer entry missing or "
+                              f"malformed ({exc!r}); re-export the bundle") from exc

@@ -22,6 +22,10 @@ class BundleError(ModelLoadError):
     """A model bundle is malformed: bad manifest, unknown format version, hash mismatch."""
 
 
+class ExportError(GiSdkError):
+    """An export that cannot be done, or whose result failed verification; no bundle was written."""
+
+
 class UnknownTaskError(GiSdkError, KeyError):
     """A task name that the task registry does not know."""
 
@@ -43,6 +47,10 @@ class MissingDependencyError(GiSdkError, ImportError):
 
 class SourceError(GiSdkError):
     """A video source cannot be opened or read."""
+
+
+class ConfigError(GiSdkError, ValueError):
+    """A pipeline configuration (``gi-sdk demo`` YAML or flags) that cannot be used."""
 
 
 def require(module: str, extra: str):

@@ -6,6 +6,7 @@ seed paper (MediaEval Medico 2025).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ class Generation:
     token_probs: np.ndarray    # (T,) float32, probability of each chosen token
     top_k_mass: np.ndarray     # (T,) float32, top-5 probability mass at each step
     finished: bool             # True when EOS ended it, False when the budget did
+    first_token_ms: float = 0.0  # wall time of the first decode step (the prompt's latency floor)
 
     @property
     def confidence(self) -> float:
@@ -45,8 +47,12 @@ def greedy(backend, state, *, start_id: int, eos_id: int, max_new_tokens: int,
     ids, probs, mass = [], [], []
     token, cache = start_id, None
     finished = False
+    first_token_ms = 0.0
     for step in range(max_new_tokens):
+        started = time.perf_counter()
         logits, cache = backend.decode_step(state, np.array([token], np.int64), cache)
+        if step == 0:
+            first_token_ms = (time.perf_counter() - started) * 1e3
         p = _softmax(logits[0])
         last = step == max_new_tokens - 1
         token = eos_id if (last and force_eos_at_budget) else int(np.argmax(logits[0]))
@@ -61,4 +67,5 @@ def greedy(backend, state, *, start_id: int, eos_id: int, max_new_tokens: int,
         token_probs=np.asarray(probs, np.float32),
         top_k_mass=np.asarray(mass, np.float32),
         finished=finished,
+        first_token_ms=first_token_ms,
     )

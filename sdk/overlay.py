@@ -29,8 +29,23 @@ def _text(img, text, org, scale, colour=(255, 255, 255)):
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
 
 
-def draw_result(frame: np.ndarray, result: Result, alpha: float = 0.35, copy: bool = True) -> np.ndarray:
-    """Draw ``result`` on a BGR ``frame`` (a copy unless ``copy=False``) and return it."""
+def instance_caption(label: str, confidence: float | None = None, track_id: int | None = None) -> str:
+    """The text next to an instance: ``"polyp #3 0.87"`` (id when tracked, confidence when known)."""
+    text = label or "?"
+    if track_id is not None and track_id >= 0:
+        text += f" #{track_id}"
+    if confidence is not None:
+        text += f" {confidence:.2f}"
+    return text
+
+
+def draw_result(frame: np.ndarray, result: Result, alpha: float = 0.35, copy: bool = True,
+                track_ids=None, show_confidence: bool = True) -> np.ndarray:
+    """Draw ``result`` on a BGR ``frame`` (a copy unless ``copy=False``) and return it.
+
+    Boxes, translucent polygon fills (``alpha``), and a caption per instance: label, tracker id
+    (``track_ids`` aligned with the instances; -1 draws none) and the result's confidence.
+    """
     out = frame.copy() if copy else frame
     h, w = out.shape[:2]
     scale = max(0.5, w / 1600)
@@ -43,17 +58,29 @@ def draw_result(frame: np.ndarray, result: Result, alpha: float = 0.35, copy: bo
                 cv2.polylines(out, pts, True, colour_for(label), max(1, int(scale * 2)), cv2.LINE_AA)
         touched = np.any(fill != out, axis=2)
         out[touched] = cv2.addWeighted(fill, alpha, out, 1 - alpha, 0)[touched]
-    for box, label in zip(result.boxes, result.labels):
+    confidence = float(result.confidence) if show_confidence else None
+    ids = [None] * len(result) if track_ids is None else [int(i) for i in track_ids]
+    for box, label, track_id in zip(result.boxes, result.labels, ids):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         colour = colour_for(label)
         if x2 - x1 < 2 and y2 - y1 < 2:  # a point
             cv2.drawMarker(out, (x1, y1), colour, cv2.MARKER_CROSS, int(20 * scale), max(1, int(scale * 2)))
         else:
             cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, int(scale * 3)), cv2.LINE_AA)
-        _text(out, label or "?", (x1, max(int(18 * scale), y1 - 6)), 0.6 * scale, colour)
+        _text(out, instance_caption(label, confidence, track_id), (x1, max(int(18 * scale), y1 - 6)),
+              0.6 * scale, colour)
     if result.answer and result.task in ("ask", "explain", "caption"):
-        _text(out, result.answer[:90], (int(20 * scale), h - int(20 * scale)), 0.7 * scale)
+        draw_answer(out, result.answer)
     return out
+
+
+def draw_answer(frame: np.ndarray, answer: str, question: str | None = None) -> np.ndarray:
+    """Write an answer (after its question, when given) along the bottom edge, in place."""
+    h, w = frame.shape[:2]
+    scale = max(0.5, w / 1600)
+    text = f"Q: {question}  A: {answer}" if question else answer
+    _text(frame, text[:110], (int(20 * scale), h - int(20 * scale)), 0.7 * scale)
+    return frame
 
 
 def draw_hud(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -62,3 +89,25 @@ def draw_hud(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     for i, line in enumerate(lines):
         _text(frame, line, (int(16 * scale), int((30 + 30 * i) * scale)), 0.6 * scale, (200, 255, 255))
     return frame
+
+
+#: tasks whose result is text to show, not instances to draw
+_TEXT_TASKS = ("ask", "explain", "caption", "detailed_caption", "more_detailed_caption", "ocr")
+
+
+def draw_stream_frame(fr, hud: list[str] = (), question: str | None = None, alpha: float = 0.35,
+                      show_confidence: bool = True) -> np.ndarray:
+    """A ``gi_sdk.stream.StreamFrame`` with its overlay, on a copy of its frame: the latest
+    result with tracker ids, the latest answer (after ``question``), the distinct objects seen
+    so far and the ``hud`` lines (fps, delays) in the corner."""
+    out = fr.frame.copy()
+    if fr.result is not None:
+        if fr.result.task in _TEXT_TASKS:
+            draw_answer(out, fr.result.answer)
+        else:
+            draw_result(out, fr.result, alpha, copy=False, track_ids=fr.track_ids, show_confidence=show_confidence)
+    if fr.answer is not None:
+        draw_answer(out, fr.answer.answer or "(no answer)", question)
+    seen = ", ".join(f"{label} {n}" for label, n in sorted(fr.seen.items()))
+    draw_hud(out, [*hud, f"distinct seen: {seen or 'none yet'}"])
+    return out

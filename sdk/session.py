@@ -14,7 +14,6 @@ keeps working. One Session may be shared by threads: model calls are serialized.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from contextlib import contextmanager
@@ -22,10 +21,10 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import tasks as T
-from .backends import load_backend, resolve_backend
+from .backends import load_backend, model_kind, resolve_backend
 from .checkpoint import Checkpoint
 from .decode import build_result
-from .errors import ModelLoadError
+from .errors import PromptError
 from .frames import check_frame
 from .generate import greedy
 from .preprocessing import preprocess
@@ -48,7 +47,9 @@ class _Timer:
 class Session:
     """A loaded model, ready to answer questions about frames.
 
-    path: a merged checkpoint folder (a model bundle once gi_sdk exports them).
+    path: a model bundle folder (``gi-sdk export``) or a merged checkpoint folder; None
+        loads the built-in model (``gi_sdk.builtin_bundle()``). An already opened
+        ``gi_sdk.checkpoint.Checkpoint`` is taken as it is.
     backend: ``"auto"`` (the fastest this machine can run; ``session.backend_name`` says
         which) or a name from ``gi_sdk.available_backends()``.
     device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...) for backends that use one.
@@ -57,16 +58,15 @@ class Session:
     """
 
     def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr"):
-        if path is None:
-            raise ModelLoadError(
-                "no model path given and gi_sdk has no built-in model yet; pass a merged Florence-2 "
-                "checkpoint folder (build a tiny one with: python -m gi_sdk.train.tiny --out DIR)"
-            )
-        self.checkpoint = Checkpoint.open(path)
+        if path is None:  # the built-in model; ModelLoadError saying how to build it when absent
+            from .bundle import builtin_bundle
+
+            path = builtin_bundle()
+        self.checkpoint = path if isinstance(path, Checkpoint) else Checkpoint.open(path)
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(self.checkpoint.tokenizer_file))
-        self.backend_name = resolve_backend(backend)
+        self.backend_name = resolve_backend(backend, model_kind(self.checkpoint))
         self.backend = load_backend(self.backend_name, self.checkpoint, device=device)
         self.channels = channels
         self.generation = self._generation_defaults()
@@ -122,14 +122,35 @@ class Session:
             result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
                                   banned_phrases=self.checkpoint.banned_grounding_phrases,
                                   confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
+        timer.ms["first_token"] = gen.first_token_ms
         timer.ms["total"] = (time.perf_counter() - start) * 1e3
         result.timings = timer.ms
         return result
 
+    def stream(self, source, task: str = "detect", text: str | None = None, **options):
+        """Run ``task`` on live video; iterate the returned ``gi_sdk.stream.Stream`` for a
+        ``StreamFrame`` per captured frame, each with the latest result (the video never waits
+        for the model).
+
+        source: a video file, camera index or device path, URL or GStreamer pipeline, an
+            iterable of frames, a ``SyntheticEndoscope`` or ``"synthetic"`` (``gi_sdk.video_sources``).
+        options: ``max_new_tokens``; ``log`` (a JSON Lines file, one line per result);
+            ``tracker`` (an ``IouTracker``, or False); ``realtime`` (play files at their fps,
+            default True); ``fps`` (pace an iterable); ``reconnect_s`` (retry a live source
+            that drops out, default 5 s); ``buffer`` (frames your loop may fall behind, default
+            2); ``width``/``height``/``seed``/``n_frames``/``live`` for ``open_source``.
+
+        >>> with session.stream("video.mp4", "detect", log="run.jsonl") as frames:
+        ...     for fr in frames:
+        ...         fr.frame_id, fr.result, fr.track_ids, fr.seen, fr.passthrough_ms
+        """
+        from .stream import Stream
+
+        return Stream(self, source, task, text, **options)
+
     # ------------------------------------------------------------------ internals
     def _generation_defaults(self) -> dict:
-        path = self.checkpoint.path / "generation_config.json"
-        config = json.loads(path.read_text()) if path.is_file() else {}
+        config = self.checkpoint.generation_config
         return {"forced_eos": config.get("forced_eos_token_id") is not None}
 
     def _prompt_ids(self, prompt: str) -> np.ndarray:
@@ -137,6 +158,13 @@ class Session:
         ids = self._prompt_cache.get(prompt)
         if ids is None:
             ids = np.array([self.checkpoint.encoder_input_ids(self.tokenizer, prompt)], np.int64)
+            limit = self.checkpoint.max_encoder_tokens
+            if ids.shape[1] > limit:  # characters are capped by the task registry, tokens here
+                image = self.checkpoint.image_seq_length
+                raise PromptError(
+                    f"the prompt is {ids.shape[1] - image} tokens; with the image's {image} the model "
+                    f"takes at most {limit - image}: shorten the question"
+                )
             if len(self._prompt_cache) > 256:
                 self._prompt_cache.clear()
             self._prompt_cache[prompt] = ids

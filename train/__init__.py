@@ -7,7 +7,11 @@ Modules: ``config`` (TrainConfig, SourceSpec), ``presets`` (LoRA presets), ``sou
 ``source_*`` (records -> examples, with a data report), ``targets`` (annotations -> target
 text via gi_sdk.codec), ``split`` (by image; mixture weights), ``collate`` (batches in the
 runtime's layout), ``model`` (tokenizer, base model, LoRA), ``training`` (run: Trainer), ``merge``
-(merged checkpoint + training_record.json), ``tiny`` (random-weight test checkpoints).
+(merged checkpoint + training_record.json; ``merge_adapter`` for saved adapters, with
+``remote_code`` renaming adapters of the old remote-code Florence-2), ``tiny`` (random-weight
+test checkpoints), ``evaluate`` (``gi-sdk eval``: run a model over sources and score it, with
+``scoring``, ``metrics`` and ``text_metrics``), ``json_predictions`` (score a file of JSON
+point / box / count answers), ``medico`` (MediaEval Medico 2025 submission files).
 torch / transformers / peft are imported only by the functions that need them.
 """
 from .config import SourceSpec, TrainConfig

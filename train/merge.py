@@ -61,3 +61,15 @@ def write_record(out_dir, record: dict) -> Path:
     path = Path(out_dir) / "training_record.json"
     path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return path
+
+
+def merge_adapter(base, adapter_dir, out_dir) -> Path:
+    """Merge a saved LoRA adapter into ``base`` and save the checkpoint in ``out_dir``.
+
+    Adapters trained on the old remote-code Florence-2 are renamed on loading
+    (``gi_sdk.train.model.load_adapter``), so they merge like native ones.
+    """
+    from .model import load_adapter, load_base_model, load_tokenizer
+
+    tokenizer, _ = load_tokenizer(base)
+    return merge_and_save(load_adapter(load_base_model(base, tokenizer), adapter_dir), tokenizer, base, out_dir)

@@ -58,3 +58,38 @@ def add_lora(model, settings: dict, tokenizer):
         bias="none",
     )
     return peft.get_peft_model(model, config)
+
+
+def load_adapter(model, adapter_dir):
+    """Wrap ``model`` in the peft LoRA adapter saved in ``adapter_dir`` (``adapter_config.json``
+    + ``adapter_model.safetensors``). An adapter trained on the old remote-code Florence-2 is
+    recognised by its module names and renamed for the native model first
+    (``gi_sdk.train.remote_code``). ModelLoadError when its weights do not all fit ``model``.
+    """
+    import json
+
+    from gi_sdk.errors import ModelLoadError
+
+    from .remote_code import is_remote_code_adapter, to_native
+
+    peft = require("peft", "train")
+    from safetensors.torch import load_file
+
+    folder = Path(adapter_dir)
+    files = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not all(f.is_file() for f in files):
+        raise ModelLoadError(f"{folder}: a peft adapter folder holds adapter_config.json and "
+                             "adapter_model.safetensors; one is missing")
+    config, state = json.loads(files[0].read_text(encoding="utf-8")), load_file(str(files[1]))
+    if is_remote_code_adapter(state):
+        state, config = to_native(state, config)
+    try:
+        adapted = peft.PeftModel(model, peft.get_peft_config(config))
+    except ValueError as exc:  # peft: target modules that this model does not have
+        raise ModelLoadError(f"{folder}: the adapter does not fit this model ({exc})") from exc
+    loaded = peft.set_peft_model_state_dict(adapted, state)
+    missing = [k for k in loaded.missing_keys if "lora_" in k or "trainable_tokens" in k]
+    if loaded.unexpected_keys or missing:
+        raise ModelLoadError(f"{folder}: the adapter does not fit this model (unexpected "
+                             f"{loaded.unexpected_keys[:3]}, missing {missing[:3]}); is it a Florence-2 adapter?")
+    return adapted

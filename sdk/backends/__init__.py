@@ -8,7 +8,9 @@ and decoding are shared, above the backends):
     logits, cache = backend.decode_step(state, tokens, cache)   # tokens (B,) -> (B, V) float32
 
 Backends are imported only when chosen, so ``import gi_sdk`` never loads torch.
-``available_backends()`` says what this machine can run.
+``available_backends()`` says what this machine can run. A backend runs one kind of model
+folder: ``torch`` a merged checkpoint, ``onnxruntime`` a model bundle (``gi_sdk.bundle``);
+``"auto"`` picks the fastest one that runs the kind it is given.
 """
 from __future__ import annotations
 
@@ -28,36 +30,50 @@ class BackendSpec:
     requires: tuple      # importable modules it needs
     extra: str           # pip extra that installs them
     speed_rank: int      # lower is faster; "auto" picks the fastest available
+    runs: str = "checkpoint"   # the model folder kind it loads: "checkpoint" or "bundle"
 
 
 BACKENDS = {
     "torch": BackendSpec("gi_sdk.backends.torch_backend", "TorchBackend", ("torch", "transformers"), "torch", 10),
+    "onnxruntime": BackendSpec("gi_sdk.backends.onnxruntime_backend", "OnnxRuntimeBackend", ("onnxruntime",),
+                               "onnxruntime", 5, runs="bundle"),
 }
 
 
-def available_backends() -> list[str]:
-    """Names of the backends this machine can run, fastest first.
+def available_backends(runs: str | None = None) -> list[str]:
+    """Names of the backends this machine can run, fastest first; ``runs`` keeps those that
+    load that kind of model folder (``"checkpoint"`` or ``"bundle"``).
 
     >>> available_backends()
-    ['torch']
+    ['onnxruntime', 'torch']
     """
     ok = [name for name, spec in BACKENDS.items()
-          if all(importlib.util.find_spec(m) is not None for m in spec.requires)]
+          if (runs is None or spec.runs == runs)
+          and all(importlib.util.find_spec(m) is not None for m in spec.requires)]
     return sorted(ok, key=lambda n: BACKENDS[n].speed_rank)
 
 
-def resolve_backend(name: str) -> str:
-    """Turn ``"auto"`` into the fastest available backend; check that a named one can run."""
+def resolve_backend(name: str, runs: str | None = None) -> str:
+    """Turn ``"auto"`` into the fastest available backend (for the model kind ``runs`` when
+    given); check that a named one can run, and that it loads that kind."""
     if name == "auto":
-        names = available_backends()
+        names = available_backends(runs)
         if not names:
+            extras = sorted({s.extra for s in BACKENDS.values() if runs is None or s.runs == runs})
             raise BackendUnavailableError(
-                'no backend can run on this machine; install one with: pip install "gi-sdk[torch]"'
+                f"no backend that runs a {runs or 'model'} can run on this machine; install one with: "
+                + " or ".join(f'pip install "gi-sdk[{e}]"' for e in extras)
             )
         return names[0]
     if name not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)} or 'auto'")
     spec = BACKENDS[name]
+    if runs is not None and spec.runs != runs:
+        other = [n for n, s in BACKENDS.items() if s.runs == runs]
+        raise BackendUnavailableError(
+            f"backend {name!r} runs a {spec.runs}, not a {runs}; use backend {' or '.join(map(repr, other))} "
+            "or 'auto' for this model"
+        )
     missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
     if missing:
         raise BackendUnavailableError(
@@ -66,9 +82,14 @@ def resolve_backend(name: str) -> str:
     return name
 
 
+def model_kind(checkpoint) -> str:
+    """``"bundle"`` or ``"checkpoint"``: which backends can load this ``Checkpoint``."""
+    return "bundle" if getattr(checkpoint, "bundle", None) is not None else "checkpoint"
+
+
 def load_backend(name: str, checkpoint, device: str = "cpu"):
     """Instantiate backend ``name`` (or the one ``"auto"`` picks) for ``checkpoint``."""
-    resolved = resolve_backend(name)
+    resolved = resolve_backend(name, model_kind(checkpoint))
     spec = BACKENDS[resolved]
     module = importlib.import_module(spec.module)
     return getattr(module, spec.cls)(checkpoint, device=device)

@@ -1,0 +1,468 @@
+"""Latency of a whole `ask` and of each stage: gi_sdk's backends against the code a user would
+otherwise write (transformers ``generate`` + the HF processor and post-processor).
+
+    python benchmarks/latency.py                      # built-in model + Florence-2-base shape
+    python benchmarks/latency.py --quick              # < 2 min on a 2-core CPU (CI smoke test)
+    python benchmarks/latency.py --models path/to/bundle_or_checkpoint --device cuda
+    python benchmarks/latency.py --json out/latency.json --csv out/latency.csv --png out/latency.png
+
+Models: ``builtin`` (what ``Session()`` loads), ``base`` (a Florence-2-base-shaped checkpoint,
+0.23B parameters, random weights, made on the fly and cached in .cache/models), ``tiny`` (the
+test model), or any bundle / checkpoint folder. Runtimes, side by side in one run:
+``transformers`` (the baseline) and every gi_sdk backend that can load the model, each
+precision a bundle carries. Each (model, runtime, precision) runs in its own child process, one
+after the other, so its peak memory is its own; the frame, question and token budget are the
+same for all, and the JSON says whether each runtime produced the baseline's tokens.
+
+Stages (milliseconds): preprocess, vision, prompt encode, first token (frame in -> first
+token out), per token (each later token), decode (ids -> Result), whole ask; ``3 tasks`` (detect + segment + ask on one frame, vision run once) next to one
+task; and, where ``Session.stream`` exists, the pass-through and marker delays of a stream of
+synthetic frames (>= 1000 in a full run). For each: n, p50 / p90 / p99 / p99.9 / max, stddev;
+fps; peak memory (RSS; CUDA allocator peak on a GPU). On CUDA every timed stage is
+synchronized. It also runs ``benchmarks/native.py`` (pre/post-processing alone).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE = ROOT / ".cache" / "models"
+QUESTION = "How many polyps are there?"
+TASK = "ask"
+STAGES = ("preprocess", "vision", "encode", "first_token", "per_token", "decode", "ask")
+
+
+# ---------------------------------------------------------------------------------- statistics
+
+def summarize(samples_ms) -> dict:
+    """n, percentiles, max and stddev of a list of milliseconds."""
+    a = np.asarray(samples_ms, np.float64)
+    if a.size == 0:
+        return {"n": 0}
+    p50, p90, p99, p999 = np.percentile(a, [50, 90, 99, 99.9])
+    return {"n": int(a.size), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+            "p999_ms": float(p999), "max_ms": float(a.max()), "std_ms": float(a.std())}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process in MiB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------------------------- inputs
+
+def test_frame() -> np.ndarray:
+    """A 1280x720 synthetic endoscope frame (BGR) with polyps in view."""
+    from gi_sdk.synthetic import SyntheticEndoscope
+
+    scope = SyntheticEndoscope(seed=11, width=1280, height=720)
+    for i in range(0, 3000, 37):
+        frame, truth = scope.frame(i)
+        if "polyp" in truth.labels:
+            return frame
+    return frame
+
+
+def resolve_model(name: str) -> Path:
+    """A model name of the command line -> a folder (building the random ones on first use)."""
+    if name == "builtin":
+        from gi_sdk.bundle import builtin_bundle
+
+        return Path(builtin_bundle())
+    if name in ("base", "tiny"):
+        from gi_sdk.train.tiny import build_tiny_florence2
+
+        path = CACHE / f"bench-{name}"
+        if not (path / "config.json").is_file():
+            build_tiny_florence2(path, shape=name)
+        return path
+    path = Path(name)
+    if not path.is_dir():
+        raise SystemExit(f"model {name!r}: not 'builtin', 'base', 'tiny' or a folder")
+    return path
+
+
+def source_checkpoint(model: Path) -> Path | None:
+    """The merged checkpoint transformers can load for ``model`` (itself, or a bundle's source
+    when that is still on disk); None when there is none."""
+    if (model / "config.json").is_file() and (model / "model.safetensors").is_file():
+        return model
+    manifest = model / "manifest.json"
+    if manifest.is_file():
+        prov = json.loads(manifest.read_text()).get("provenance", {})
+        for key in ("source_checkpoint", "checkpoint", "source"):
+            value = prov.get(key)
+            if isinstance(value, dict):
+                value = value.get("path")
+            if isinstance(value, str) and (Path(value) / "model.safetensors").is_file():
+                return Path(value)
+    return None
+
+
+def precisions(model: Path) -> list[str]:
+    """Precisions to time for ``model``: a bundle's variants, else the checkpoint's fp32."""
+    manifest = model / "manifest.json"
+    if manifest.is_file():
+        found = json.loads(manifest.read_text()).get("precision")
+        if isinstance(found, str):
+            return [found]
+    return ["fp32"]
+
+
+# ---------------------------------------------------------------------------------- workers
+
+class Clock:
+    """perf_counter milliseconds, synchronizing CUDA first when it is in use."""
+
+    def __init__(self, device: str):
+        self.sync = None
+        if device.startswith("cuda"):
+            import torch
+
+            self.sync = torch.cuda.synchronize
+
+    def now(self) -> float:
+        if self.sync:
+            self.sync()
+        return time.perf_counter() * 1e3
+
+
+def run_transformers(spec: dict) -> dict:
+    """The baseline: HF processor -> generate -> batch_decode -> post_process_generation."""
+    import cv2
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+    from gi_sdk.tasks import build_prompt, get_task
+
+    device, clock = spec["device"], Clock(spec["device"])
+    processor = AutoProcessor.from_pretrained(spec["checkpoint"])
+    model = Florence2ForConditionalGeneration.from_pretrained(spec["checkpoint"]).to(device).eval()
+    frame = test_frame()
+    prompt, task_token = build_prompt(TASK, QUESTION), get_task(TASK).token
+    budget = spec["max_new_tokens"]
+
+    def encode():
+        image = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        return processor(text=prompt, images=image, return_tensors="pt").to(device)
+
+    def generate(inputs, n):
+        with torch.inference_mode():
+            return model.generate(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                                  max_new_tokens=n, num_beams=1, do_sample=False)
+
+    def decode(ids):
+        text = processor.batch_decode(ids, skip_special_tokens=False)[0]
+        return processor.post_process_generation(text, task=task_token, image_size=(frame.shape[1], frame.shape[0]))
+
+    times = {s: [] for s in ("preprocess", "first_token", "one_token_generate", "generate", "decode", "ask")}
+    tokens = None
+    for i in range(spec["warmup"] + spec["runs"]):
+        t0 = clock.now()
+        inputs = encode()
+        t1 = clock.now()
+        ids = generate(inputs, budget)
+        t2 = clock.now()
+        decode(ids)
+        t3 = clock.now()
+        generate(inputs, 1)
+        t4 = clock.now()
+        if i >= spec["warmup"]:
+            times["preprocess"].append(t1 - t0)
+            times["generate"].append(t2 - t1)
+            times["decode"].append(t3 - t2)
+            times["ask"].append(t3 - t0)
+            times["first_token"].append(t1 - t0 + t4 - t3)   # processor + a one-token generate
+            times["one_token_generate"].append(t4 - t3)
+        tokens = ids[0, 1:].tolist()  # drop the decoder start token
+    n_tokens = max(len(tokens), 1)
+    per_token = [max(g - f, 0.0) / max(n_tokens - 1, 1) for g, f in zip(times["generate"], times["one_token_generate"])]
+    stages = {"preprocess": times["preprocess"], "first_token": times["first_token"], "per_token": per_token,
+              "decode": times["decode"], "ask": times["ask"]}
+    return {"stages": stages, "tokens": tokens}
+
+
+def run_session(spec: dict) -> dict:
+    """A gi_sdk backend: Session timings per stage, three tasks on one frame, streaming."""
+    from gi_sdk import Session
+
+    session = Session(spec["model"], backend=spec["runtime"], device=spec["device"])
+    frame = test_frame()
+    budget = spec["max_new_tokens"]
+    times = {s: [] for s in STAGES}
+    three, one = [], []
+    tokens = None
+    clock = Clock(spec["device"])
+    for i in range(spec["warmup"] + spec["runs"]):
+        fresh = frame.copy()
+        fresh[0, 0, 0] ^= 1 + (i % 2)  # new pixels: the vision tower must run again
+        r = session.run(fresh, TASK, QUESTION, max_new_tokens=budget)
+        t = r.timings
+        n = max(len(r.token_ids), 1)
+        step = t.get("first_token", t["generate"] / n)   # the first decode step alone
+        ttft = t["preprocess"] + t["vision"] + t["encode"] + step
+        if i >= spec["warmup"]:
+            for stage, value in (("preprocess", t["preprocess"]), ("vision", t["vision"]), ("encode", t["encode"]),
+                                 ("first_token", ttft), ("per_token", (t["generate"] - step) / max(n - 1, 1)),
+                                 ("decode", t["decode"]), ("ask", t["total"])):
+                times[stage].append(value)
+        tokens = [int(x) for x in r.token_ids]
+        if i < spec["warmup"] or i % 2:
+            continue
+        other = frame.copy()
+        other[1, 1, 1] ^= 1 + (i % 3)
+        t0 = clock.now()
+        session.run(other, "detect", max_new_tokens=budget)
+        t1 = clock.now()
+        session.run(other, "segment", "polyp", max_new_tokens=budget)
+        session.run(other, TASK, QUESTION, max_new_tokens=budget)
+        t2 = clock.now()
+        one.append(t1 - t0)
+        three.append(t2 - t0)
+    out = {"stages": times, "tokens": tokens, "three_tasks": three, "one_task": one}
+    if spec["stream_frames"] and hasattr(session, "stream"):
+        out.update(run_stream(session, spec["stream_frames"]))
+    return out
+
+
+def run_stream(session, n_frames: int) -> dict:
+    """Pass-through and marker delays of a synthetic stream; memory at 10% and at the end."""
+    from gi_sdk.synthetic import SyntheticEndoscope
+
+    passthrough, marker, rss = [], [], []
+    start = time.perf_counter()
+    frames = 0
+    stream = session.stream(SyntheticEndoscope(seed=5, width=1280, height=720), task="detect")
+    try:
+        for item in stream:
+            frames += 1
+            passthrough.append(item.passthrough_ms)
+            if item.marker_ms is not None:
+                marker.append(item.marker_ms)
+            if frames in (max(n_frames // 10, 1), n_frames):
+                rss.append(peak_memory_mb())
+            if frames >= n_frames:
+                break
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+    seconds = time.perf_counter() - start
+    return {"passthrough": passthrough, "marker": marker, "stream_fps": frames / seconds,
+            "stream_memory_growth_mb": rss[-1] - rss[0] if len(rss) == 2 else None}
+
+
+def worker(spec: dict) -> None:
+    """Child process: time one (model, runtime, precision); print one JSON line."""
+    import gi_sdk
+
+    out = run_transformers(spec) if spec["runtime"] == "transformers" else run_session(spec)
+    out["peak_memory_mb"] = peak_memory_mb()
+    if spec["device"].startswith("cuda"):
+        import torch
+
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    out["native"] = gi_sdk.native_available()
+    print("RESULT " + json.dumps(out))
+
+
+def in_child(spec: dict, timeout: float) -> dict | None:
+    """Run ``worker(spec)`` in a fresh interpreter; None (and a note) when it fails."""
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                          text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    print(f"  skipped {spec['runtime']} on {spec['model_name']}: {' | '.join(tail)}", file=sys.stderr)
+    return None
+
+
+# ---------------------------------------------------------------------------------- report
+
+def rows_of(label: dict, out: dict) -> list[dict]:
+    rows = []
+    for stage, samples in out["stages"].items():
+        if samples:
+            rows.append({**label, "stage": stage, **summarize(samples)})
+    for stage, key in (("one task", "one_task"), ("3 tasks", "three_tasks"),
+                       ("stream passthrough", "passthrough"), ("stream marker", "marker")):
+        if out.get(key):
+            rows.append({**label, "stage": stage, **summarize(out[key])})
+    for r in rows:
+        r["peak_memory_mb"] = out["peak_memory_mb"]
+    return rows
+
+
+def table(rows: list[dict], speedup: dict) -> str:
+    head = f"{'model':<10}{'runtime':<14}{'prec':<6}{'stage':<20}{'n':>6}{'p50':>10}{'p90':>10}{'p99':>10}" \
+           f"{'p99.9':>10}{'max':>10}{'std':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['model']:<10}{r['runtime']:<14}{r['precision']:<6}{r['stage']:<20}{r['n']:>6}"
+                     f"{r['p50_ms']:>10.2f}{r['p90_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['p999_ms']:>10.2f}"
+                     f"{r['max_ms']:>10.2f}{r['std_ms']:>9.2f}")
+    lines.append("")
+    for key, value in speedup.items():
+        lines.append(f"whole ask, {key}: {value:.2f}x faster than transformers generate")
+    return "\n".join(lines)
+
+
+def chart(rows: list[dict], path: Path) -> bool:
+    """Bar chart of whole-ask p50 per model and runtime (False when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib: PNG chart skipped (pip install matplotlib)", file=sys.stderr)
+        return False
+    asks = [r for r in rows if r["stage"] == "ask"]
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(asks)))
+    labels = [f"{r['model']} / {r['runtime']} / {r['precision']}" for r in asks]
+    ax.barh(labels, [r["p50_ms"] for r in asks], xerr=[[0] * len(asks), [r["p90_ms"] - r["p50_ms"] for r in asks]],
+            color=["#999999" if r["runtime"] == "transformers" else "#2a7ab0" for r in asks])
+    ax.set_xscale("log")
+    ax.set_xlabel("whole ask, ms (p50, whisker to p90; log scale)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def machine(device: str) -> dict:
+    sys.path.insert(0, str(HERE))
+    import native as native_bench  # benchmarks/native.py
+
+    info = native_bench.machine()
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if device.startswith("cuda") and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    from gi_sdk.train.merge import git_commit
+
+    info["git_commit"] = git_commit(ROOT)
+    return info
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="built-in (or tiny) model, few runs: < 2 min")
+    parser.add_argument("--models", default=None, help="comma list: builtin, base, tiny or folders "
+                                                       "(default: builtin,base; quick: builtin)")
+    parser.add_argument("--runtimes", default=None, help="comma list (default: transformers + every gi_sdk backend)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--runs", type=int, default=None, help="timed asks per runtime (default 30, quick 5)")
+    parser.add_argument("--max-new-tokens", type=int, default=20, help="token budget of every ask")
+    parser.add_argument("--stream-frames", type=int, default=None, help="frames of the streaming run "
+                                                                        "(default 1000, quick 100; 0: none)")
+    parser.add_argument("--no-native", action="store_true", help="skip benchmarks/native.py")
+    parser.add_argument("--json", type=Path, help="write rows, speedups and the machine here")
+    parser.add_argument("--csv", type=Path, help="write the rows as CSV here")
+    parser.add_argument("--png", type=Path, help="write a chart of whole-ask latency here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return {}
+
+    from gi_sdk import available_backends
+    from gi_sdk.errors import ModelLoadError
+
+    started = time.perf_counter()
+    runs = args.runs or (5 if args.quick else 30)
+    stream_frames = args.stream_frames if args.stream_frames is not None else (100 if args.quick else 1000)
+    names = (args.models or ("builtin" if args.quick else "builtin,base")).split(",")
+    runtimes = (args.runtimes or ",".join(["transformers"] + available_backends())).split(",")
+    rows, speedup, same_tokens, extra = [], {}, {}, {}
+    for name in names:
+        try:
+            model = resolve_model(name)
+        except ModelLoadError as exc:
+            if name != "builtin":
+                raise
+            print(f"built-in model unavailable ({exc}); using the tiny test model", file=sys.stderr)
+            name, model = "tiny", resolve_model("tiny")
+        checkpoint = source_checkpoint(model)
+        baseline = None
+        for runtime in runtimes:
+            for precision in (["fp32"] if runtime == "transformers" else precisions(model)):
+                if runtime == "transformers" and checkpoint is None:
+                    print(f"  no checkpoint for the transformers baseline of {name}", file=sys.stderr)
+                    continue
+                spec = {"model": str(model), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
+                        "precision": precision, "device": args.device, "runs": runs, "warmup": 2,
+                        "max_new_tokens": args.max_new_tokens,
+                        "stream_frames": stream_frames if runtime != "transformers" else 0}
+                print(f"timing {name} / {runtime} / {precision} ...", file=sys.stderr, flush=True)
+                out = in_child(spec, timeout=3600)
+                if out is None:
+                    continue
+                label = {"model": name, "runtime": runtime, "precision": precision}
+                rows += rows_of(label, out)
+                key = f"{runtime}/{name}/{precision}"
+                extra[key] = {k: out.get(k) for k in ("peak_memory_mb", "cuda_peak_mb", "stream_fps",
+                                                      "stream_memory_growth_mb", "native")}
+                ask = summarize(out["stages"]["ask"])["p50_ms"]
+                extra[key]["fps"] = 1e3 / ask
+                if runtime == "transformers":
+                    baseline = (ask, out["tokens"])
+                elif baseline:
+                    speedup[key] = baseline[0] / ask
+                    same_tokens[key] = out["tokens"] == baseline[1]
+                if out.get("three_tasks"):
+                    extra[key]["three_over_one_task"] = float(np.median(out["three_tasks"]) / np.median(out["one_task"]))
+    result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION,
+              "max_new_tokens": args.max_new_tokens, "rows": rows, "speedup": speedup,
+              "same_tokens_as_baseline": same_tokens, "runs": extra}
+    if not args.no_native:
+        sys.path.insert(0, str(HERE))
+        import native as native_bench
+
+        result["native"] = native_bench.main(["--quick"] if args.quick else [])
+    print(table(rows, speedup))
+    for key, info in extra.items():
+        notes = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items() if v is not None)
+        print(f"{key}: {notes}")
+    print(f"\nmachine: {result['machine'].get('cpu')}, {result['machine'].get('cores')} cores"
+          f"{', GPU ' + result['machine']['gpu'] if 'gpu' in result['machine'] else ''}; "
+          f"{time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        fields = ["model", "runtime", "precision", "stage", "n", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+                  "std_ms", "peak_memory_mb"]
+        with args.csv.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {args.csv}")
+    if args.png and chart(rows, args.png):
+        print(f"wrote {args.png}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

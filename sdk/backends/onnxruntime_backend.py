@@ -1,0 +1,155 @@
+"""The ONNX Runtime backend: runs a model bundle's four ONNX parts (``gi_sdk.bundle``).
+
+    encode_image   vision_encoder.onnx                     pixels -> image features
+    encode_prompt  embed_tokens.onnx + encoder_model.onnx  prompt ids + image features -> encoder state
+    decode_step    embed_tokens.onnx + decoder_model_merged.onnx, one token with the KV cache
+
+The decoder's first step (``use_cache_branch`` false) computes the cross-attention keys and
+values from the encoder state; the backend keeps those arrays and passes the same ones to
+every later step, which reads them instead of the encoder state. Only the self-attention
+cache grows.
+
+Providers: CPU always; ``device="cuda"`` (or ``"cuda:N"``) uses the CUDA provider and
+``device="tensorrt"`` the TensorRT provider (then CUDA, then CPU), when the installed
+onnxruntime has them (``pip install "gi-sdk[gpu]"``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bundle import PARTS
+from ..errors import BackendUnavailableError, BundleError, ModelLoadError, require
+
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                "tensor(bool)": np.bool_}
+
+
+@dataclass
+class EncoderState:
+    """Text-encoder output for one prompt on one frame."""
+
+    hidden: np.ndarray          # (B, L, D)
+    attention_mask: np.ndarray  # (B, L) int64
+
+
+@dataclass
+class DecoderCache:
+    """The decoder's KV cache between steps: per layer (key, value) arrays."""
+
+    self_attention: list        # grows by one position per step
+    cross_attention: list       # computed at the first step, then passed unchanged
+
+
+def _providers(ort, device: str) -> list:
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "tensorrt" or device.startswith("cuda"):
+        wanted = "TensorrtExecutionProvider" if device == "tensorrt" else "CUDAExecutionProvider"
+        if wanted not in available:
+            raise BackendUnavailableError(
+                f"device {device!r} needs onnxruntime's {wanted}, which this onnxruntime lacks (it has "
+                f"{', '.join(available)}); install the GPU build with: pip install \"gi-sdk[gpu]\""
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        chain = [(wanted, {"device_id": index})]
+        if wanted != "CUDAExecutionProvider" and "CUDAExecutionProvider" in available:
+            chain.append(("CUDAExecutionProvider", {"device_id": index}))
+        return chain + ["CPUExecutionProvider"]
+    raise BackendUnavailableError(f"unknown device {device!r} for the onnxruntime backend; use 'cpu', "
+                                  "'cuda', 'cuda:N' or 'tensorrt'")
+
+
+#: Intra-op threads per part when the caller gives none: a device that shares its cores with
+#: the video pipeline (or a busy test machine) sets it; unset, ONNX Runtime uses every core.
+THREADS_ENV = "GI_SDK_ORT_THREADS"
+
+
+class OnnxRuntimeBackend:
+    """A model bundle on ONNX Runtime.
+
+    threads: intra-op threads per part (None: ``$GI_SDK_ORT_THREADS``, else ONNX Runtime's
+        default, one per core).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, checkpoint, device: str = "cpu", threads: int | None = None):
+        ort = require("onnxruntime", "onnxruntime")
+        threads = threads or int(os.environ.get(THREADS_ENV) or 0) or None
+        bundle = getattr(checkpoint, "bundle", None)
+        if bundle is None:
+            raise ModelLoadError(f"{checkpoint.path} is a checkpoint, not a model bundle; the onnxruntime "
+                                 "backend runs bundles (gi-sdk export CHECKPOINT --out BUNDLE), or use backend 'torch'")
+        self.checkpoint = checkpoint
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # fp16 parts on CPU log a warning per inserted cast
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = _providers(ort, device)
+        state = ort.capi.onnxruntime_pybind11_state  # onnxruntime's own exception types
+        load_errors = (state.Fail, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
+                       state.NotImplemented, state.RuntimeException)
+        self.sessions = {}
+        for part in PARTS:
+            try:
+                self.sessions[part] = ort.InferenceSession(str(bundle.part_path(part)), options, providers=providers)
+            except load_errors as exc:
+                raise BundleError(f"{bundle.part_path(part)}: onnxruntime cannot load part {part!r} ({exc}); "
+                                  "re-export the bundle") from exc
+        decoder = self.sessions["decoder_model_merged"]
+        self._types = {i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in decoder.get_inputs()}
+        self._past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+        self._present = [o.name for o in decoder.get_outputs() if o.name.startswith("present.")]
+        self._image_token_id = checkpoint.image_token_id
+
+    # ------------------------------------------------------------------ the three steps
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 -> projected image features (B, image_seq_length, D)."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        return self.sessions["vision_encoder"].run(None, {"pixel_values": pixels})[0]
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        """Token ids (B, S) -> input embeddings (B, S, D)."""
+        return self.sessions["embed_tokens"].run(None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64)})[0]
+
+    def encode_prompt(self, features: np.ndarray, prompt_ids: np.ndarray) -> EncoderState:
+        """Image features + prompt ids (B, L), image placeholders included -> encoder state."""
+        ids = np.ascontiguousarray(prompt_ids, dtype=np.int64)
+        embeds = self.embed(ids)
+        placeholder = ids == self._image_token_id
+        # the placeholders take the features in order, as transformers' masked_scatter does
+        embeds[placeholder] = np.asarray(features, embeds.dtype).reshape(-1, embeds.shape[-1])[: placeholder.sum()]
+        mask = np.ones(ids.shape, np.int64)
+        hidden = self.sessions["encoder_model"].run(None, {"inputs_embeds": embeds, "attention_mask": mask})[0]
+        return EncoderState(hidden=hidden, attention_mask=mask)
+
+    def decode_step(self, state: EncoderState, tokens: np.ndarray, cache: DecoderCache | None = None):
+        """One decoder step: tokens (B,) -> next-token logits (B, V) float32 and the new cache."""
+        batch = state.hidden.shape[0]
+        feeds = {
+            "encoder_attention_mask": state.attention_mask,
+            "encoder_hidden_states": state.hidden.astype(self._types["encoder_hidden_states"], copy=False),
+            "inputs_embeds": self.embed(np.asarray(tokens, np.int64).reshape(-1, 1)).astype(
+                self._types["inputs_embeds"], copy=False),
+            "use_cache_branch": np.array([cache is not None]),
+        }
+        if cache is None:  # not read by the first-step branch: empty arrays of the right rank
+            for value in self._past:
+                feeds[value.name] = np.zeros((batch, value.shape[1], 0, value.shape[3]), self._types[value.name])
+        else:
+            for i in range(len(cache.self_attention)):
+                own, cross = cache.self_attention[i], cache.cross_attention[i]
+                feeds[f"past_key_values.{i}.decoder.key"], feeds[f"past_key_values.{i}.decoder.value"] = own
+                feeds[f"past_key_values.{i}.encoder.key"], feeds[f"past_key_values.{i}.encoder.value"] = cross
+        logits, *present = self.sessions["decoder_model_merged"].run(["logits", *self._present], feeds)
+        out = dict(zip(self._present, present))
+        layers = range(len(self._present) // 4)
+        own = [(out[f"present.{i}.decoder.key"], out[f"present.{i}.decoder.value"]) for i in layers]
+        cross = cache.cross_attention if cache is not None else [
+            (out[f"present.{i}.encoder.key"], out[f"present.{i}.encoder.value"]) for i in layers]
+        return logits[:, -1].astype(np.float32), DecoderCache(self_attention=own, cross_attention=cross)

@@ -1,0 +1,332 @@
+"""Export end to end on a tiny random Florence-2 (128 px): ONNX parts, verification,
+bundle, quantized variants with their report, LoRA adapters merged first.
+
+Random weights make meaningless words, but every number goes through the real path, and
+the bundle must answer token for token what the torch model and transformers' ``generate``
+answer. Both libraries run on one thread here: the test machine's cores are shared, and
+multi-threaded kernels that wait on each other there run ten times slower.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from gi_sdk import Session  # noqa: E402
+from gi_sdk.bundle import MANIFEST, PARTS, Bundle, sha256_file  # noqa: E402
+from gi_sdk.errors import ExportError  # noqa: E402
+from gi_sdk.preprocessing import preprocess  # noqa: E402
+from gi_sdk.tasks import build_prompt  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+#: Small checks: 1 synthetic + 1 real frame (PolypGen, when present) x 4 tasks, short budgets.
+CHECKS = dict(verify_synthetic=1, verify_real=1, verify_tokens=12, report_synthetic=1, report_real=1,
+              report_tokens=16, calibration_frames=4, latency_repeats=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GI_SDK_ORT_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from gi_sdk.train.tiny import build_tiny_florence2
+
+    return build_tiny_florence2(tmp_path_factory.mktemp("ckpt") / "tiny", image_size=128)
+
+
+@pytest.fixture(scope="module")
+def adapter(checkpoint, tmp_path_factory):
+    """A LoRA adapter on the checkpoint with random (non-zero) B matrices, and the model
+    peft merges from it: the reference an exported adapter must match."""
+    peft = pytest.importorskip("peft")
+    from transformers import Florence2ForConditionalGeneration
+
+    model = Florence2ForConditionalGeneration.from_pretrained(checkpoint).eval()
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1"]))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero, which would make the merge a no-op
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    root = tmp_path_factory.mktemp("adapter")
+    lora.save_pretrained(root / "adapter")
+    merged = lora.merge_and_unload().eval()
+    merged.save_pretrained(root / "merged")  # the same merge as a checkpoint folder, for Session(torch)
+    for name in ("tokenizer.json", "preprocessor_config.json", "processor_config.json", "generation_config.json"):
+        shutil.copyfile(checkpoint / name, root / "merged" / name)
+    return root / "adapter", merged, root / "merged"
+
+
+@pytest.fixture(scope="module")
+def adapter_bundle(adapter, tmp_path_factory):
+    from gi_sdk.export import ExportChecks, export_bundle
+
+    lines = []
+    out = export_bundle(adapter[0], tmp_path_factory.mktemp("bundles") / "fp32", checks=ExportChecks(**CHECKS),
+                        log=lines.append)
+    return out, lines
+
+
+@pytest.fixture(scope="module")
+def calibration_video(tmp_path_factory):
+    from gi_sdk.synthetic import SyntheticEndoscope
+
+    path = tmp_path_factory.mktemp("video") / "calib.mp4"
+    SyntheticEndoscope(seed=5, width=160, height=120).write_video(path, 8)
+    return path
+
+
+MIXED = "vision_encoder=int8-static,embed_tokens=fp16,encoder_model=int8,decoder_model_merged=int8"
+
+
+@pytest.fixture(scope="module")
+def mixed_bundle(checkpoint, calibration_video, tmp_path_factory):
+    from gi_sdk.export import ExportChecks, export_bundle
+
+    # one held-out frame: the report runs it on fp32, on each quantized part alone and on all
+    checks = ExportChecks(**{**CHECKS, "report_real": 0, "report_tokens": 12})
+    return export_bundle(checkpoint, tmp_path_factory.mktemp("bundles") / "mixed", precision=MIXED,
+                         calibration=calibration_video, checks=checks, log=None)
+
+
+def _frames():
+    from gi_sdk.export.frames import folder_frames, real_frames_dir, synthetic_frames
+
+    real = real_frames_dir()
+    return synthetic_frames(1, seed=3, size=(320, 240)) + (folder_frames(real, 1) if real else [])
+
+
+# ------------------------------------------------------------------ fp32: same tokens as torch and generate
+@pytest.mark.parametrize("task,text", [("detect", None), ("segment", "polyp"), ("ask", "Is there a polyp?")])
+def test_bundle_answers_as_the_checkpoint_and_generate(adapter, adapter_bundle, task, text):
+    """The exported adapter is peft's merged model: Session(bundle) on ONNX Runtime gives the
+    tokens of Session(merged checkpoint) on torch and of transformers' generate."""
+    merged_model = adapter[1]
+    bundle = Session(adapter_bundle[0])
+    torch_session = Session(adapter[2], backend="torch")
+    assert bundle.backend_name == "onnxruntime"
+    for name, frame in _frames():
+        r = bundle.run(frame, task, text, max_new_tokens=20)
+        assert r.token_ids.tolist() == torch_session.run(frame, task, text, max_new_tokens=20).token_ids.tolist()
+        ids = bundle._prompt_ids(build_prompt(task, text))
+        pixels = preprocess(frame, size=(128, 128))[None]
+        with torch.inference_mode():
+            out = merged_model.generate(input_ids=torch.from_numpy(ids), pixel_values=torch.from_numpy(pixels),
+                                        max_new_tokens=20, do_sample=False, num_beams=1)
+        assert r.token_ids.tolist() == out[0, 1:].tolist(), name
+
+
+def test_adapter_is_merged_first_and_the_bundle_says_so(adapter, adapter_bundle):
+    out, lines = adapter_bundle
+    assert any("LoRA adapter" in line and "merged" in line for line in lines)
+    prov = Bundle.open(out).manifest["provenance"]
+    assert prov["merged_adapter"]["path"] == str(adapter[0].resolve())
+    assert prov["merged_adapter"]["sha256"] and prov["source_checkpoint"]["sha256"]
+
+
+def test_manifest_describes_what_was_exported_and_checked(checkpoint, adapter_bundle):
+    import onnx
+
+    out = adapter_bundle[0]
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["family"] == "florence2" and m["opset"] >= 17
+    assert m["preprocessing"]["image_size"] == [128, 128]
+    assert m["tokenizer"]["image_seq_length"] == 17 and m["tasks"]["segment"]["token"] == "<REFERRING_EXPRESSION_SEGMENTATION>"
+    assert m["generation"]["strategy"] == "greedy" and m["generation"]["forced_eos_token_id"] == 2
+    assert {p: e["precision"] for p, e in m["parts"].items()} == dict.fromkeys(PARTS, "fp32")
+    for name, entry in m["files"].items():
+        assert entry["sha256"] == sha256_file(out / name)
+    v = m["verification"]
+    assert v["passed"] and v["cases"] == v["identical_tokens"] >= 4 and v["max_abs_logit_diff"] < 1e-3
+    assert v["frames"]["synthetic"] == 1
+    assert m["provenance"]["export_git_commit"] and m["provenance"]["exported_with"]["onnxruntime"]
+    for part in PARTS:
+        model = onnx.load(str(out / m["parts"][part]["file"]))
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+        assert batch.dim_param == "batch_size", part   # dynamic batch axis
+    assert not list(out.glob(".*")) and not list(out.parent.glob(".fp32.*"))  # no staging left behind
+
+
+# ------------------------------------------------------------------ the decoder's KV cache
+def test_cross_attention_cache_of_the_first_step_is_used_at_every_later_step(adapter_bundle):
+    session = Session(adapter_bundle[0])
+    backend = session.backend
+    ck = session.checkpoint
+    frame = _frames()[0][1]
+    pixels = preprocess(frame, size=ck.image_size)[None]
+    state = backend.encode_prompt(backend.encode_image(pixels), session._prompt_ids(build_prompt("detect")))
+    token = np.array([ck.decoder_start_token_id], np.int64)
+    logits, cache = backend.decode_step(state, token, None)
+    first_cross = cache.cross_attention
+    for _ in range(5):
+        token = np.array([int(logits[0].argmax())], np.int64)
+        previous = cache
+        logits, cache = backend.decode_step(state, token, previous)
+        # the very arrays of the first step are carried, never recomputed or replaced
+        assert cache.cross_attention is first_cross
+        assert cache.self_attention[0][0].shape[2] == previous.self_attention[0][0].shape[2] + 1
+    # later steps read the cache, not the encoder states: zeroed states change nothing...
+    blind = type(state)(hidden=np.zeros_like(state.hidden), attention_mask=state.attention_mask)
+    same, _ = backend.decode_step(blind, token, previous)
+    np.testing.assert_array_equal(same, logits)
+    # ...and the cache is really read: a changed cross-attention cache changes the logits
+    # (noise, not a constant: a constant added to every key leaves the softmax as it is)
+    rng = np.random.default_rng(0)
+    shifted = type(cache)(self_attention=previous.self_attention,
+                          cross_attention=[(k + rng.standard_normal(k.shape).astype(k.dtype), v)
+                                           for k, v in previous.cross_attention])
+    changed, _ = backend.decode_step(state, token, shifted)
+    assert np.abs(changed - logits).max() > 1e-3
+    # the graph's own later-step outputs pass the first step's cache through unchanged
+    decoder = backend.sessions["decoder_model_merged"]
+    feeds = {"encoder_attention_mask": state.attention_mask, "encoder_hidden_states": state.hidden,
+             "inputs_embeds": backend.embed(token[:, None]), "use_cache_branch": np.array([True])}
+    for i, ((k, v), (ck_, cv)) in enumerate(zip(previous.self_attention, previous.cross_attention)):
+        feeds.update({f"past_key_values.{i}.decoder.key": k, f"past_key_values.{i}.decoder.value": v,
+                      f"past_key_values.{i}.encoder.key": ck_, f"past_key_values.{i}.encoder.value": cv})
+    out = dict(zip([o.name for o in decoder.get_outputs()], decoder.run(None, feeds)))
+    np.testing.assert_array_equal(out["present.0.encoder.key"], first_cross[0][0])
+
+
+def test_parts_take_other_batch_sizes_and_padded_prompts(adapter, adapter_bundle):
+    """Dynamic axes for real: batch 2 with a padded prompt, against the torch model."""
+    import onnxruntime as ort
+
+    model = adapter[1]
+    folder = adapter_bundle[0]
+    run = {p: ort.InferenceSession(str(folder / f"{p}.onnx"), providers=["CPUExecutionProvider"]) for p in PARTS}
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 1000, (2, 9)).astype(np.int64)
+    mask = np.ones((2, 9), np.int64)
+    mask[1, 6:] = 0  # the second prompt is shorter, padded
+    embeds = run["embed_tokens"].run(None, {"input_ids": ids})[0]
+    hidden = run["encoder_model"].run(None, {"inputs_embeds": embeds, "attention_mask": mask})[0]
+    with torch.inference_mode():
+        ref = model.get_encoder()(inputs_embeds=torch.from_numpy(embeds), attention_mask=torch.from_numpy(mask))
+    np.testing.assert_allclose(hidden[:, :6], ref.last_hidden_state.numpy()[:, :6], atol=1e-4)
+    pixels = rng.standard_normal((2, 3, 128, 128)).astype(np.float32)
+    feats = run["vision_encoder"].run(None, {"pixel_values": pixels})[0]
+    with torch.inference_mode():
+        ref_feats = model.get_image_features(torch.from_numpy(pixels)).pooler_output.numpy()
+    np.testing.assert_allclose(feats, ref_feats, atol=1e-4)
+
+
+# ------------------------------------------------------------------ a failed verification writes nothing
+def test_failed_verification_writes_no_bundle(checkpoint, tmp_path, monkeypatch):
+    """A broken export (vision weights damaged after tracing) is caught by verification."""
+    import onnx
+    from onnx import numpy_helper
+
+    import gi_sdk.export.writer as writer
+    from gi_sdk.export import ExportChecks, export_bundle
+
+    real_export = writer.export_parts
+
+    def broken_export(model, folder, image_size, graphs):
+        paths = real_export(model, folder, image_size, graphs)
+        vision = onnx.load(str(paths["vision_encoder"]))
+        biggest = max(vision.graph.initializer, key=lambda t: np.prod(t.dims))
+        biggest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biggest) * 3.0, biggest.name))
+        onnx.save(vision, str(paths["vision_encoder"]))
+        return paths
+
+    monkeypatch.setattr(writer, "export_parts", broken_export)
+    out = tmp_path / "never"
+    checks = ExportChecks(**{**CHECKS, "verify_real": 0, "verify_tokens": 6})
+    with pytest.raises(ExportError, match="failed verification") as info:
+        export_bundle(checkpoint, out, checks=checks, log=None)
+    assert "differ" in str(info.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no bundle, no staging folder
+
+
+# ------------------------------------------------------------------ quantized variants
+def test_mixed_precision_bundle_loads_and_reports(checkpoint, mixed_bundle):
+    m = Bundle.open(mixed_bundle).manifest
+    want = dict(item.split("=") for item in MIXED.split(","))
+    assert {p: e["precision"] for p, e in m["parts"].items()} == want
+    assert m["parts"]["vision_encoder"]["file"] == "vision_encoder_int8_static.onnx"
+    assert m["parts"]["embed_tokens"]["file"] == "embed_tokens_fp16.onnx"
+    assert sorted(p.name for p in mixed_bundle.glob("*.onnx")) == sorted(e["file"] for e in m["parts"].values())
+    report = json.loads((mixed_bundle / "quantization_report.json").read_text())
+    assert (mixed_bundle / "quantization_report.md").read_text().startswith("# Quantization report")
+    assert {"quantization_report.json", "quantization_report.md"} <= set(m["files"])
+    assert "calib.mp4" in report["calibration"]
+    names = [v["name"] for v in report["variants"]]
+    # the reference, each quantized part alone, then all together
+    assert names[0] == "fp32" and names[-1] == MIXED and len(names) == 2 + len(want)
+    by_name = {v["name"]: v for v in report["variants"]}
+    for v in report["variants"]:
+        assert set(v["latency_ms"]) == set(report["latency_columns"]) and all(t > 0 for t in v["latency_ms"].values())
+        if v["name"] != "fp32":
+            acc = v["accuracy"]
+            assert acc["cases"] == len(report["held_out"]["frames"]) * 4
+            assert all(0.0 <= acc[k] <= 1.0 for k in ("token_agreement", "answer_exact_match", "box_iou",
+                                                      "count_agreement"))
+    # int8 weights are smaller than fp32 ones: the decoder by about 4x, the fp16 embedding by 2x
+    fp32_files = by_name["fp32"]["files"]
+    final = by_name[MIXED]["files"]
+    assert final["decoder_model_merged"]["bytes"] < 0.6 * fp32_files["decoder_model_merged"]["bytes"]
+    assert final["embed_tokens"]["bytes"] < 0.6 * fp32_files["embed_tokens"]["bytes"]
+    assert report["choice"]["precision"] == want and report["choice"]["why"]
+    # the numbers come from a run: the same held-out cases on torch (which verification showed
+    # gives fp32 ONNX's tokens) and on this bundle agree exactly as the report says
+    from gi_sdk.export.report import agreement, run_cases
+
+    frames = _held_out_frames(report)
+    budget = report["held_out"]["max_new_tokens"]
+    ours = agreement(run_cases(Session(checkpoint, backend="torch"), frames, max_new_tokens=budget),
+                     run_cases(Session(mixed_bundle), frames, max_new_tokens=budget))
+    assert ours == by_name[MIXED]["accuracy"]
+
+
+def _held_out_frames(report):
+    """The report's held-out frames, rebuilt from their names."""
+    from gi_sdk.export.frames import HELD_OUT_SEED, folder_frames, real_frames_dir, synthetic_frames
+
+    names = report["held_out"]["frames"]
+    real = real_frames_dir()
+    pool = synthetic_frames(1, HELD_OUT_SEED) + (folder_frames(real) if real else [])
+    frames = [f for f in pool if f[0] in names]
+    assert [f[0] for f in frames] == names
+    return frames
+
+
+def test_fp16_merged_decoder_runs_close_to_fp32(checkpoint, tmp_path):
+    """fp16 conversion of the two decoder graphs, merged again under the If, stays close to fp32."""
+    import onnxruntime as ort
+    from transformers import Florence2ForConditionalGeneration
+
+    from gi_sdk.export.parts import export_parts
+    from gi_sdk.export.quantize import make_variant
+
+    model = Florence2ForConditionalGeneration.from_pretrained(checkpoint).eval()
+    paths = export_parts(model, tmp_path / "parts", (128, 128), tmp_path / "graphs")
+    fp16 = make_variant("decoder_model_merged", paths["decoder_model_merged"], "fp16", decoder_graphs=tmp_path / "graphs")
+    rng = np.random.default_rng(1)
+    feeds = {"encoder_attention_mask": np.ones((1, 20), np.int64),
+             "encoder_hidden_states": rng.standard_normal((1, 20, 64)).astype(np.float32),
+             "inputs_embeds": rng.standard_normal((1, 1, 64)).astype(np.float32),
+             "use_cache_branch": np.array([False])}
+    for i in range(2):
+        for kind in ("decoder", "encoder"):
+            for kv in ("key", "value"):
+                feeds[f"past_key_values.{i}.{kind}.{kv}"] = np.zeros((1, 4, 0, 16), np.float32)
+    ref, half = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
+                 for p in (paths["decoder_model_merged"], fp16))
+    assert fp16.stat().st_size < 0.6 * paths["decoder_model_merged"].stat().st_size
+    scale = np.abs(ref).max()
+    assert np.abs(half - ref).max() < 0.02 * scale
