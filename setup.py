@@ -37,7 +37,7 @@ EXTRAS = {
 native = Pybind11Extension(
     "gi_sdk._native",
     sources=[f"cpp_ext/{name}.cpp" for name in (
-        "bindings", "location", "resize", "resample_avx2", "fov", "geometry", "token_decoder")],
+        "bindings", "location", "resize", "resample_avx2", "fov", "geometry", "token_decoder", "id_decoder")],
     include_dirs=["cpp_ext"],
     depends=[f"cpp_ext/{name}.h" for name in (
         "checks", "location", "resize", "resample_task", "resample_kernel", "fov", "geometry", "token_decoder")],

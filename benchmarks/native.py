@@ -5,12 +5,16 @@
 Preprocess: 1080p and 4K BGR frames -> 768x768 float32 CHW, by ``gi_sdk.preprocess`` (native,
 one thread and all cores), its numpy twin, and the HF ``Florence2Processor`` image processor
 (Pillow resize + numpy normalize; it uses one core). Decode: a 10-box ``<OD>`` output and a
-3-polygon ``<REFERRING_EXPRESSION_SEGMENTATION>`` output, from token ids, by the native id
-decoder (raw call, and ``gi_sdk.decode_ids`` with label text), its Python twin, the text parser
-``parse_instances``, and HF ``post_process_generation`` (from text, and with ``batch_decode``).
+3-polygon ``<REFERRING_EXPRESSION_SEGMENTATION>`` output, from token ids, by ``gi_sdk.decode_ids``
+(the public call: ids -> ``Parsed`` with label text), the native decoder alone (raw arrays, no
+text), its Python twin, the text parser ``parse_instances``, and HF ``post_process_generation``
+- given the decoded text, and from the ids as a user runs it (``batch_decode`` first), which is
+the like-for-like comparison with ``decode_ids``.
 Each figure is the median of N runs (the minimum is in the JSON). Prints a table with the
-ratio of each row to the native one and writes JSON. ``main(argv)`` is what
-``benchmarks/latency.py`` calls.
+ratio of each row to the group's first (``gi_sdk.preprocess`` on one thread; ``decode_ids``),
+then the issue's targets against this run's medians, and writes JSON. Pin it to one core
+(``taskset -c 0``) for the one-core figures. ``main(argv)`` is what ``benchmarks/latency.py``
+calls.
 """
 from __future__ import annotations
 
@@ -78,19 +82,26 @@ def bench_preprocess(repeat: int, processor) -> list[dict]:
         out = np.empty((3, 768, 768), np.float32)
         h, w = frame.shape[:2]
         group = f"preprocess {name} -> 768x768 f32"
-        cases = [(f"gi_sdk native, 1 thread ({gi_sdk.native.native().resize_isa()})",
+        cases = [(f"{NATIVE_1} ({gi_sdk.native.native().resize_isa()})",
                   lambda: gi_sdk.preprocess(frame, out=out, threads=1), 1),
                  (f"gi_sdk native, {cores} threads", lambda: gi_sdk.preprocess(frame, out=out, threads=cores), cores),
                  ("numpy twin", lambda: preprocess_numpy(frame, (2, 1, 0), (0, 0, w, h), (768, 768), scale, bias, out), 1)]
         if processor is not None:
             image = processor.image_processor
-            cases.append(("HF Florence2Processor image path",
+            cases.append((HF_IMAGE,
                           lambda: image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), return_tensors="np"), 1))
         for label, fn, threads in cases:
             slow = label.startswith(("numpy", "HF"))
             rows.append({"group": group, "case": label, "threads": threads,
                          **timed(fn, max(3, repeat // 4) if slow else repeat)})
     return rows
+
+
+DECODE_IDS = "gi_sdk.decode_ids (ids -> Parsed, labels decoded)"
+HF_FROM_TEXT = "HF post_process_generation (text given)"
+HF_FROM_IDS = "HF batch_decode + post_process_generation"
+NATIVE_1 = "gi_sdk native, 1 thread"
+HF_IMAGE = "HF Florence2Processor image path"
 
 
 def decode_inputs(tokenizer):
@@ -126,16 +137,15 @@ def bench_decode(repeat: int, processor, workdir: Path) -> list[dict]:
     for name, task, kind, text, ids in outputs:
         code = GRAMMAR_CODES["polygons" if kind == "polygons" else "description_with_bboxes"]
         group = f"decode {name} ({len(ids)} ids)"
-        cases = [("gi_sdk native decoder (raw arrays)",
+        cases = [(DECODE_IDS, lambda: decode_ids(ids, kind, size, vocab)),
+                 ("gi_sdk native decoder alone (raw arrays)",
                   lambda: mod.decode_tokens(ids, vocab.classes, vocab.loc_begin, code, *map(float, size))),
-                 ("gi_sdk.decode_ids (native, labels decoded)", lambda: decode_ids(ids, kind, size, vocab)),
                  ("Python twin decoder (raw arrays)",
                   lambda: decode_tokens_python(ids, vocab.classes, vocab.loc_begin, code, *map(float, size))),
                  ("gi_sdk parse_instances (from text)", lambda: parse_instances(text, kind, size))]
         if processor is not None:
-            cases += [("HF post_process_generation (from text)",
-                       lambda: processor.post_process_generation(text, task=task, image_size=size)),
-                      ("HF batch_decode + post_process_generation",
+            cases += [(HF_FROM_TEXT, lambda: processor.post_process_generation(text, task=task, image_size=size)),
+                      (HF_FROM_IDS,
                        lambda: processor.post_process_generation(
                            processor.batch_decode([ids], skip_special_tokens=False)[0], task=task, image_size=size))]
         for label, fn in cases:
@@ -161,16 +171,45 @@ def machine() -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    """Rows grouped; ratio = this row's median / the group's first (native) row."""
+    """Rows grouped; ratio = this row's median / the group's first row's (gi_sdk.preprocess on
+    one thread, gi_sdk.decode_ids)."""
     lines, base = [], {}
     width = max(len(r["case"]) for r in rows) + 2
     for r in rows:
         if r["group"] not in base:
             base[r["group"]] = r["median_ms"]
-            lines.append(f"\n{r['group']}\n  {'case':<{width}}{'median ms':>12}{'min ms':>10}{'x native':>10}")
+            lines.append(f"\n{r['group']}\n  {'case':<{width}}{'median ms':>12}{'min ms':>10}{'x first':>10}")
         ratio = r["median_ms"] / base[r["group"]]
         lines.append(f"  {r['case']:<{width}}{r['median_ms']:>12.4f}{r['min_ms']:>10.4f}{ratio:>10.1f}")
     return "\n".join(lines)
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The issue's targets against this run's medians: preprocess 1080p on one thread <= 3 ms
+    and >= 20x faster than the HF image processor; decode_ids >= 50x faster than HF
+    post-processing (text given, and from the ids as a user runs it: batch_decode first)."""
+    def median(group, case):
+        found = [r["median_ms"] for r in rows if r["group"] == group and r["case"].startswith(case)]
+        return found[0] if found else None
+
+    def met(ok):
+        return "met" if ok else "NOT met"
+
+    lines = []
+    group = next((r["group"] for r in rows if r["group"].startswith("preprocess 1080p")), None)
+    native, hf = median(group, NATIVE_1), median(group, HF_IMAGE)
+    if native is not None:
+        line = f"preprocess 1080p, 1 thread: {native:.2f} ms (target <= 3 ms: {met(native <= 3)})"
+        if hf is not None:
+            line += f"; HF image processor / gi_sdk = {hf / native:.1f}x (target >= 20x: {met(hf / native >= 20)})"
+        lines.append(line)
+    for group in dict.fromkeys(r["group"] for r in rows if r["group"].startswith("decode")):
+        ours, text, ids = median(group, DECODE_IDS), median(group, HF_FROM_TEXT), median(group, HF_FROM_IDS)
+        if ours is None or text is None or ids is None:
+            continue
+        lines.append(f"{group}: decode_ids {ours * 1e3:.1f} us; HF / decode_ids = {text / ours:.0f}x with the text "
+                     f"given, {ids / ours:.0f}x from the ids (target >= 50x: {met(min(text, ids) / ours >= 50)})")
+    return lines
 
 
 def main(argv=None) -> dict:
@@ -188,8 +227,9 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         processor = hf_processor(Path(tmp))
         rows = bench_preprocess(repeat, processor) + bench_decode(repeat, processor, Path(tmp))
-    result = {"machine": machine(), "quick": args.quick, "results": rows}
+    result = {"machine": machine(), "quick": args.quick, "results": rows, "targets": targets(rows)}
     print(table(rows))
+    print("\ntargets (medians of this run):\n  " + "\n  ".join(result["targets"]))
     print(f"\nmachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, isa {result['machine']['isa']}, "
           f"load average {result['machine']['load_average']}")
     if args.json:

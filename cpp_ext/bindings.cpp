@@ -20,6 +20,10 @@
 namespace py = pybind11;
 using gi::require_dense;
 
+namespace gi {
+void bind_id_decoder(py::module_& m);  // id_decoder.cpp
+}
+
 namespace {
 
 // ------------------------------------------------------------------------ location codec
@@ -71,7 +75,7 @@ py::array_t<float> dequantize(const py::handle& bins_obj, float width, float hei
 // crop of a bigger array is taken without a copy).
 py::array frame_array(const py::handle& obj) {
   auto a = gi::as_array(obj, "frame", "HxWx3 or HxWx4 uint8");
-  if (!a.dtype().is(py::dtype::of<std::uint8_t>()))
+  if (!gi::has_dtype<std::uint8_t>(a))
     throw py::value_error("frame: expected dtype uint8, got " + std::string(py::str(a.dtype())));
   if (a.ndim() != 3 || (a.shape(2) != 3 && a.shape(2) != 4))
     throw py::value_error("frame: expected shape (H, W, 3) or (H, W, 4), got " + gi::shape_str(a));
@@ -86,8 +90,8 @@ py::array resize_normalize(const py::handle& frame_obj, const py::handle& out_ob
                            int threads) {
   py::array frame = frame_array(frame_obj);
   py::array out = gi::as_array(out_obj, "out", "(3, H, W) float32 or float16");
-  const bool half = out.dtype().kind() == 'f' && out.dtype().itemsize() == 2;
-  if (!half && !out.dtype().is(py::dtype::of<float>()))
+  const bool half = gi::is_float16(out);
+  if (!half && !gi::has_dtype<float>(out))
     throw py::value_error("out: expected dtype float32 or float16, got " + std::string(py::str(out.dtype())));
   if (out.ndim() != 3 || out.shape(0) != 3 || out.shape(1) < 1 || out.shape(2) < 1)
     throw py::value_error("out: expected shape (3, H, W) with H, W >= 1, got " + gi::shape_str(out));
@@ -111,7 +115,7 @@ py::array resize_normalize(const py::handle& frame_obj, const py::handle& out_ob
   void* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
-    const gi::Axis ax = gi::make_axis(w, ow), ay = gi::make_axis(h, oh);
+    const auto ax = gi::cached_axis(w, ow), ay = gi::cached_axis(h, oh);
     gi::ResampleTask t{};
     t.src = base + static_cast<std::ptrdiff_t>(y) * frame.strides(0) + static_cast<std::ptrdiff_t>(x) * cn;
     t.src_stride = frame.strides(0);
@@ -127,8 +131,8 @@ py::array resize_normalize(const py::handle& frame_obj, const py::handle& out_ob
     t.out_h = oh;
     t.out = dst;
     t.half = half;
-    t.ax = ax.view();
-    t.ay = ay.view();
+    t.ax = ax->view();
+    t.ay = ay->view();
     gi::resample(t, threads);
   }
   return out;
@@ -264,8 +268,8 @@ py::array_t<float> centres(const std::vector<std::int32_t>& bins, py::ssize_t co
 py::tuple decode_tokens(const py::handle& ids_obj, const py::handle& classes_obj, std::int64_t loc_begin, int grammar,
                         float width, float height) {
   auto ids = gi::as_array(ids_obj, "ids", "1-D int64 or int32");
-  const bool wide = ids.dtype().is(py::dtype::of<std::int64_t>());
-  if (!wide && !ids.dtype().is(py::dtype::of<std::int32_t>()))
+  const bool wide = gi::has_dtype<std::int64_t>(ids);
+  if (!wide && !gi::has_dtype<std::int32_t>(ids))
     throw py::value_error("ids: expected dtype int64 or int32, got " + std::string(py::str(ids.dtype())));
   gi::require_ndim(ids, 1, "ids", "(T,)");
   if (!(ids.flags() & py::array::c_style)) throw py::value_error("ids: expected a C-contiguous array");
@@ -325,4 +329,5 @@ PYBIND11_MODULE(_native, m) {
         py::arg("width"), py::arg("height"),
         "Token ids -> (exact, events, labels, boxes, box_label, ring points, rings, instances, instance_label, "
         "points, point_event, texts, event_text, label_text); see gi_sdk.token_decoder.decode_tokens_python.");
+  gi::bind_id_decoder(m);
 }

@@ -26,11 +26,24 @@ inline py::array as_array(const py::handle& obj, const char* name, const char* e
   return py::reinterpret_borrow<py::array>(obj);
 }
 
+// The dtype of `a` is T's, in native byte order. Compared by value: an equal dtype object
+// made elsewhere (an unpickled array has its own) is the same dtype.
+template <typename T>
+bool has_dtype(const py::array& a) {
+  const py::dtype want = py::dtype::of<T>();
+  return a.dtype().is(want) || a.dtype().equal(want);
+}
+
+inline bool is_float16(const py::array& a) {
+  static const py::dtype* half = new py::dtype("float16");  // never destroyed: outlives the interpreter safely
+  return a.dtype().is(*half) || a.dtype().equal(*half);
+}
+
 // A C-contiguous array of exactly dtype T.
 template <typename T>
 py::array_t<T> require_dense(const py::handle& obj, const char* name, const char* dtype_name) {
   auto arr = as_array(obj, name, dtype_name);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(arr))
     throw py::value_error(std::string(name) + ": expected dtype " + dtype_name + ", got " + std::string(py::str(arr.dtype())));
   if (!(arr.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + ": expected a C-contiguous array (use np.ascontiguousarray)");

@@ -21,6 +21,16 @@ struct Avx2Lanes {
   static V set1(float a) { return _mm256_set1_ps(a); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
+  // p: 16-byte aligned
+  static void stream(float* p, V a) {
+    if ((reinterpret_cast<std::uintptr_t>(p) & 31) == 0) {
+      _mm256_stream_ps(p, a);
+      return;
+    }
+    _mm_stream_ps(p, _mm256_castps256_ps128(a));
+    _mm_stream_ps(p + 4, _mm256_extractf128_ps(a, 1));
+  }
+  static void fence() { _mm_sfence(); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
@@ -47,44 +57,63 @@ struct Avx2Lanes {
     _mm_store_si128(reinterpret_cast<__m128i*>(tmp), h);
     std::memcpy(p, tmp, sizeof(std::uint16_t) * n);
   }
-  static void transpose8(V* v) {
-    const V t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-    const V t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-    const V t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-    const V t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-    const V s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const V s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const V s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const V s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-  }
-  // 8 rows x count bytes -> out[i * 8 + r] = float(rows[r][i]), 8x8 byte tiles via SSE unpacks
-  static void transpose_bytes(const std::uint8_t* const* rows, int count, float* out) {
-    int i = 0;
-    for (; i + 8 <= count; i += 8) {
-      __m128i r[kLanes];
-      for (int k = 0; k < kLanes; ++k) r[k] = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[k] + i));
-      const __m128i a0 = _mm_unpacklo_epi8(r[0], r[1]), a1 = _mm_unpacklo_epi8(r[2], r[3]);
-      const __m128i a2 = _mm_unpacklo_epi8(r[4], r[5]), a3 = _mm_unpacklo_epi8(r[6], r[7]);
-      const __m128i b0 = _mm_unpacklo_epi16(a0, a1), b1 = _mm_unpackhi_epi16(a0, a1);
-      const __m128i b2 = _mm_unpacklo_epi16(a2, a3), b3 = _mm_unpackhi_epi16(a2, a3);
-      const __m128i c[4] = {_mm_unpacklo_epi32(b0, b2), _mm_unpackhi_epi32(b0, b2),
-                            _mm_unpacklo_epi32(b1, b3), _mm_unpackhi_epi32(b1, b3)};
-      float* o = out + static_cast<std::size_t>(i) * kLanes;
-      for (int k = 0; k < 4; ++k) {  // c[k] holds columns 2k (low 8 bytes) and 2k + 1
-        _mm256_storeu_ps(o + 16 * k, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c[k])));
-        _mm256_storeu_ps(o + 16 * k + 8, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c[k], 8))));
-      }
+  // m: 8 x 8 floats, row-major; v[r] = column r of m. The first step of the usual 8 x 8
+  // transpose (swapping 128-bit halves) is done by the loads.
+  static void transpose8(const float* m, V* v) {
+    V r[kLanes];
+    for (int k = 0; k < 4; ++k) {
+      const float *top = m + k * kLanes, *bottom = m + (k + 4) * kLanes;
+      r[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(top)), _mm_loadu_ps(bottom), 1);
+      r[k + 4] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(top + 4)), _mm_loadu_ps(bottom + 4), 1);
     }
-    for (; i < count; ++i)
-      for (int r = 0; r < kLanes; ++r) out[static_cast<std::size_t>(i) * kLanes + r] = rows[r][i];
+    const V t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const V t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const V t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const V t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    v[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    v[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    v[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    v[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+    v[4] = _mm256_shuffle_ps(t4, t6, 0x44);
+    v[5] = _mm256_shuffle_ps(t4, t6, 0xEE);
+    v[6] = _mm256_shuffle_ps(t5, t7, 0x44);
+    v[7] = _mm256_shuffle_ps(t5, t7, 0xEE);
+  }
+  // 8 rows x count bytes -> out[i * 8 + r] = float(rows[r][i]), 16 columns at a time: rows r
+  // and r + 4 share a register (low and high half), two unpacks gather each column's 4 + 4
+  // bytes into 32-bit words, and one byte shuffle per column spreads them to 8 lanes.
+  static void transpose_bytes(const std::uint8_t* const* rows, int count, float* out) {
+    if (count < 16) {
+      PortableLanes::transpose_bytes(rows, count, out);
+      return;
+    }
+    const __m256i spread[4] = {
+        _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
+                         0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1),
+        _mm256_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1,
+                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
+        _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
+                         8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1),
+        _mm256_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1,
+                         12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1)};
+    for (int i = 0;; i += 16) {
+      if (i > count - 16) i = count - 16;  // the last 16 columns, overlapping the previous ones
+      __m256i r[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m128i top = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[k] + i));
+        const __m128i bottom = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[k + 4] + i));
+        r[k] = _mm256_inserti128_si256(_mm256_castsi128_si256(top), bottom, 1);
+      }
+      const __m256i a0 = _mm256_unpacklo_epi8(r[0], r[1]), a1 = _mm256_unpacklo_epi8(r[2], r[3]);
+      const __m256i a2 = _mm256_unpackhi_epi8(r[0], r[1]), a3 = _mm256_unpackhi_epi8(r[2], r[3]);
+      const __m256i b[4] = {_mm256_unpacklo_epi16(a0, a1), _mm256_unpackhi_epi16(a0, a1),
+                            _mm256_unpacklo_epi16(a2, a3), _mm256_unpackhi_epi16(a2, a3)};
+      float* o = out + static_cast<std::size_t>(i) * kLanes;
+      for (int q = 0; q < 4; ++q)  // b[q]: columns 4q .. 4q + 3, rows 0-3 low, 4-7 high
+        for (int j = 0; j < 4; ++j)
+          _mm256_storeu_ps(o + (4 * q + j) * kLanes, _mm256_cvtepi32_ps(_mm256_shuffle_epi8(b[q], spread[j])));
+      if (i == count - 16) break;
+    }
   }
 };
 

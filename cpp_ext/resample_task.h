@@ -10,10 +10,17 @@ namespace gi {
 
 // Per-axis resampling table: output i reads `taps` inputs from start[i], weighted by
 // weights[i * taps + k]. Built by make_axis (resize.cpp); zero weights pad short windows.
+// The horizontal pass reads the x axis's weights regrouped by four outputs:
+// grouped[(g * taps + k) * 4 + i] is the weight of tap k of output 4g + i; group_at[5g] is
+// the first input of output 4g and group_at[5g + 1 + i] how far output 4g + i starts after
+// it. Groups run on to a multiple of 8 outputs, repeating the last output (computed, never
+// stored).
 struct AxisView {
   int taps;
   const int* start;
   const float* weights;
+  const float* grouped;
+  const int* group_at;
 };
 
 struct ResampleTask {
@@ -26,7 +33,9 @@ struct ResampleTask {
   float scale[3], bias[3];    // value -> value * scale + bias, per output plane
   void* out;                  // (3, out_h, out_w) float32 or float16 (uint16 bits)
   bool half;
+  bool stream;                // float32 output written around the caches (a large output)
   AxisView ax, ay;
+  int tile;                   // output columns per column tile of the horizontal pass (8k)
 };
 
 // Scratch for one thread, sized by scratch_floats(); owned by the caller.

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 namespace gi {
@@ -37,6 +38,16 @@ struct Decoded {
   std::vector<std::int32_t> texts;
   std::vector<std::int32_t> event_text;
   std::vector<std::int32_t> label_text;
+
+  // Empty again, keeping the memory of the vectors (for a decoder that is called often).
+  void clear() {
+    exact = true;
+    for (auto* v : {&events, &labels, &box_bins, &box_label, &ring_bins, &rings, &instances, &instance_label,
+                    &point_bins, &point_event, &texts, &event_text, &label_text})
+      v->clear();
+    rings.push_back(0);
+    instances.push_back(0);
+  }
 };
 
 // ids: n token ids (any values: unknown ones are dropped). classes: the class of ids

@@ -3,7 +3,7 @@
 Every function checks its arrays (dtype, shape, layout) and raises ValueError naming what it
 expected and what it got; all release the GIL while working. Each has a twin in gi_sdk.
 """
-from collections.abc import Sequence
+from collections.abc import Callable, Container, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -81,3 +81,34 @@ def decode_tokens(
     """Token ids -> (exact, events (E, 2), labels (L, 3), boxes (N, 4), box_label (N,), ring points (P, 2),
     ring offsets (R + 1,), instance offsets (I + 1,), instance_label (I,), points (Q, 2), point_event (Q,),
     distinct texts (U, 4), event_text (E,), label_text (L,)). Twin: gi_sdk.token_decoder.decode_tokens_python."""
+
+class IdDecoder:
+    """gi_sdk.decode_ids' native half, one per TokenVocab (TokenVocab.native_decoder): the token
+    grammar of decode_tokens plus the assembly of a Parsed, with the texts of spans cached."""
+
+    def __init__(
+        self,
+        classes: npt.NDArray[np.uint8],
+        loc_begin: int,
+        span_text: Callable[[list[int], int, bool], str | None],
+        no_boxes: npt.NDArray[np.float32],
+        no_points: npt.NDArray[np.float32],
+        parsed: type,
+        fill: tuple[str, ...] | None,
+    ) -> None:
+        """classes, loc_begin: as TokenVocab holds them; span_text(ids, tail_id, phrase): the text of a
+        span the first time it is met (None: a phrase transformers drops); no_boxes, no_points: the
+        shared empty (0, 4) and (0, 2) arrays of results without boxes or points; parsed: the result's
+        class, called with the seven fields - or, when fill names them, made with object.__new__ and
+        filled with object.__setattr__ (valid for a plain dataclass, which the caller checks)."""
+
+    def decode(
+        self,
+        ids: npt.NDArray[np.int64] | npt.NDArray[np.int32],
+        grammar: int,
+        image_size: tuple[float, float] | None,
+        banned: Container[str] | None,
+    ) -> object | None:
+        """parsed(text, boxes, box_labels, polygons, polygon_labels, points, point_labels) - a gi_sdk
+        Parsed - or None when an ordinary token holds a '<' (parse the decoded text instead).
+        banned: phrases whose boxes are dropped (the phrase-grounding grammar), or None."""

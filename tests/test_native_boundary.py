@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pickle
 import subprocess
 import sys
 import warnings
@@ -75,7 +76,25 @@ BAD = [
     (lambda m: m.decode_tokens(np.zeros(3, np.int64), np.zeros(9, U8), 0, 8, 1, 1), ["grammar"], "decoder: grammar 8"),
     (lambda m: m.decode_tokens(np.zeros((2, 2), np.int64), np.zeros(9, U8), 0, 1, 1, 1), ["(T,)", "(2, 2)"],
      "decoder: 2-D ids"),
+    (lambda m: id_decoder(m).decode(np.zeros(3, np.float32), 1, (10, 10), None), ["int64 or int32", "float32"],
+     "id decoder: float ids"),
+    (lambda m: id_decoder(m).decode([1, 2], 1, (10, 10), None), ["numpy array", "list"], "id decoder: a list"),
+    (lambda m: id_decoder(m).decode(np.zeros((2, 2), np.int64), 1, (10, 10), None), ["(T,)", "(2, 2)"],
+     "id decoder: 2-D ids"),
+    (lambda m: id_decoder(m).decode(np.zeros(3, np.int64), 8, (10, 10), None), ["grammar"], "id decoder: grammar 8"),
+    (lambda m: id_decoder(m).decode(np.zeros(3, np.int64), 1, (0, 10), None), ["positive", "(0, 10)"],
+     "id decoder: zero width"),
+    (lambda m: id_decoder(m).decode(np.zeros(3, np.int64), 1, "wide", None), ["positive", "wide"],
+     "id decoder: a size that is no pair of numbers"),
+    (lambda m: m.IdDecoder(np.zeros(9, np.int32), 0, str, None, None, tuple, None), ["uint8", "int32"],
+     "id decoder: int32 classes"),
+    (lambda m: m.IdDecoder(np.zeros(9, U8), 0, str, None, None, tuple, ("a", "b")), ["7 field names"],
+     "id decoder: a result class with two fields"),
 ]
+
+
+def id_decoder(m):
+    return m.IdDecoder(np.zeros(9, U8), 0, lambda ids, tail, phrase: "", None, None, tuple, None)
 
 
 @pytest.mark.parametrize("call, words, why", BAD, ids=[c[-1] for c in BAD])
@@ -86,10 +105,24 @@ def test_bad_arguments_raise_value_error_naming_both(mod, call, words, why):
         assert word in str(err.value), (why, str(err.value))
 
 
+def test_equal_dtypes_made_elsewhere_are_accepted(mod):
+    # an unpickled array carries its own dtype object, equal to numpy's (not the same object):
+    # accepted; a big-endian float32 or float16 is another dtype: refused
+    a, b = (pickle.loads(pickle.dumps(np.ones((n, 4), F32))) for n in (3, 2))
+    assert a.dtype is not np.dtype(F32) or b.dtype is not np.dtype(F32)
+    assert mod.box_iou(a, b).shape == (3, 2)
+    half = pickle.loads(pickle.dumps(out(dtype=np.float16)))
+    assert resize(mod, f=pickle.loads(pickle.dumps(frame())), o=half).dtype == np.float16
+    with pytest.raises(ValueError):
+        mod.box_iou(a.astype(">f4"), b)
+    with pytest.raises(ValueError):
+        resize(mod, o=out(dtype=">f2"))
+
+
 def test_stub_matches_the_module(mod):
     # the .pyi ships next to the package and names exactly what the extension exports
     tree = ast.parse(STUB.read_text())
-    stubbed = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    stubbed = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     exported = {name for name in dir(mod) if not name.startswith("_") and callable(getattr(mod, name))}
     assert stubbed == exported
     setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()

@@ -128,6 +128,33 @@ def test_examples_give_what_they_say(vocab, tokenizer):
     assert r.point_labels == ["polyp", "fold"] and r.points.tolist() == [[500.5, 500.5], [10.5, 20.5]]
 
 
+def test_native_result_is_the_frozen_parsed_its_class_makes(vocab, tokenizer):
+    # the native decoder makes the Parsed itself (object.__new__, then object.__setattr__ per
+    # field: all the dataclass's __init__ does); the same as calling the class, still frozen
+    import dataclasses
+    from functools import partial
+
+    from gi_sdk.florence_parser import Parsed, _grammar
+    from gi_sdk.token_decoder import (_NO_BOXES, _NO_POINTS, _PARSED_FIELDS, GRAMMAR_CODES, _plain_dataclass,
+                                      _span_text)
+
+    mod = gi_sdk.native.native()
+    if mod is None:
+        pytest.skip("gi_sdk._native is not built")
+    assert _plain_dataclass(Parsed, _PARSED_FIELDS)
+    text = partial(_span_text, vocab.tokenizer, vocab.tails, vocab.loc_begin, len(vocab.classes))
+    calling = mod.IdDecoder(vocab.classes, vocab.loc_begin, text, _NO_BOXES, _NO_POINTS, Parsed, None)
+    for piece, kind in [("polyp<loc_1><loc_2><loc_3><loc_4>", BOXES), ("x<poly><loc_1><loc_2><loc_3><loc_4></poly>",
+                                                                      POLYGONS), ("a<loc_1><loc_2>", POINTS)]:
+        ids = np.array(encode(tokenizer, piece), np.int64)
+        made = decode_ids(ids, kind, (640, 480), vocab)
+        called = calling.decode(ids, GRAMMAR_CODES[_grammar(kind, None)], (640, 480), None)
+        assert type(made) is Parsed and list(vars(made)) == list(vars(called)) == list(_PARSED_FIELDS)
+        assert same(made, called) and repr(made) == repr(called)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.text = "changed"
+
+
 def test_ids_outside_the_vocabulary(impl, tokenizer, vocab):
     # negative and too-large ids decode to nothing, in both readers
     ids = encode(tokenizer, "polyp<loc_1><loc_2>") + [-7, 10 ** 9, len(vocab.classes)] + encode(tokenizer, "<loc_3><loc_4>")

@@ -134,6 +134,50 @@ def _one_case(mod, rng) -> None:
     classes = _classes(r) if bad() else r.integers(0, 9, int(r.integers(0, 1700)), dtype=np.uint8)
     _call("decode_tokens", mod.decode_tokens, _ids(r), classes, int(r.choice([585, 585, 0, -1000, 2 ** 40])),
           int(r.integers(-1, 9)) if bad() else int(r.integers(0, 8)), size(), size())
+    _decode_ids(mod, r, classes, bad, size)
+
+
+def _result_classes():
+    """(parsed, fill) pairs for IdDecoder: gi_sdk's Parsed filled natively or called, a tuple."""
+    from gi_sdk.florence_parser import Parsed
+    from gi_sdk.token_decoder import _PARSED_FIELDS
+
+    class Fields:
+        def __init__(self, *fields):
+            self.fields = fields
+
+    return [(Parsed, _PARSED_FIELDS), (Parsed, None), (Fields, None)]
+
+
+_RESULT = _result_classes()
+
+
+def _span_text(ids, tail, phrase):
+    """A stand-in for TokenVocab's text of a span: some text, None for some phrases."""
+    if phrase and len(ids) % 3 == 1:
+        return None
+    return "é x"[: len(ids) % 4] + ("\n" if tail % 5 == 0 else "")
+
+
+def _decode_ids(mod, r, classes, bad, size) -> None:
+    """IdDecoder (gi_sdk.decode_ids' native half): a decoder, then a few sequences through it."""
+    try:
+        decoder = mod.IdDecoder(classes, int(r.choice([585, 585, 0, -1000, 2 ** 40])),
+                                _span_text if not bad() else (lambda *a: 7), np.zeros((0, 4), np.float32),
+                                np.zeros((0, 2), np.float32), *_RESULT[int(r.integers(len(_RESULT)))])
+    except ACCEPTED:
+        REFUSED["IdDecoder"] += 1
+        CASES["IdDecoder"] += 1
+        return
+    CASES["IdDecoder"] += 1
+    odd_sizes = [None, (1.0,), "xy", 5, (np.nan, 2.0)]
+    image = (float(r.uniform(0.5, 5000)), float(r.uniform(0.5, 5000))) if not bad() else (
+        odd_sizes[int(r.integers(len(odd_sizes)))] if r.random() < 0.5 else (size(), size()))
+    bans = [None, None, None, ("the image", " x"), frozenset({"é x"}), 3]
+    banned = bans[int(r.integers(len(bans)))]
+    for _ in range(2):
+        _call("IdDecoder.decode", decoder.decode, _ids(r) if not bad() else _array(r),
+              int(r.integers(-1, 9)) if bad() else int(r.integers(0, 8)), image, banned)
 
 
 def test_bulk_random_calls():
@@ -174,6 +218,9 @@ def test_hypothesis_structured_calls():
         _call("decode_tokens", mod.decode_tokens, np.array(ids, np.int64), classes, loc, grammar, 640.0, 480.0)
         _call("decode_tokens", mod.decode_tokens, np.array(ids, np.int64).astype(np.int32), classes, 585, grammar,
               640.0, 480.0)
+        decoder = mod.IdDecoder(classes, loc, _span_text, np.zeros((0, 4), np.float32), np.zeros((0, 2), np.float32),
+                                *_RESULT[0])
+        _call("IdDecoder.decode", decoder.decode, np.array(ids, np.int64), grammar, (640.0, 480.0), ("x",))
         poly = (rng.standard_normal((int(rng.integers(0, 12)), 2)) * 10 ** rng.integers(0, 9)).astype(np.float32)
         _call("polygons_to_mask", mod.polygons_to_mask, [poly], oh, ow)
 
