@@ -110,13 +110,38 @@ def source_checkpoint(model: Path) -> Path | None:
     return None
 
 
+def model_for(runtime: str, model: Path, name: str) -> Path | None:
+    """The folder ``runtime`` loads for ``model``: the model itself when it is the kind the
+    backend runs; else its checkpoint (for torch) or an fp32 bundle exported from it once and
+    cached under .cache/models (for onnxruntime); None when neither can be had."""
+    from gi_sdk.backends import BACKENDS
+
+    is_bundle = (model / "manifest.json").is_file()
+    wants = BACKENDS[runtime].runs
+    if (wants == "bundle") == is_bundle:
+        return model
+    if wants == "checkpoint":
+        return source_checkpoint(model)
+    out = CACHE / f"bench-{name}-bundle-fp32"
+    if not (out / "manifest.json").is_file():
+        from gi_sdk.export import export_bundle
+        from gi_sdk.export.writer import ExportChecks
+
+        print(f"  exporting {name} to {out} (once) ...", file=sys.stderr, flush=True)
+        checks = ExportChecks(verify_synthetic=1, verify_real=1, report_synthetic=0, report_real=0,
+                              latency_repeats=1)
+        export_bundle(model, out, precision="fp32", checks=checks, log=None)
+    return out
+
+
 def precisions(model: Path) -> list[str]:
-    """Precisions to time for ``model``: a bundle's variants, else the checkpoint's fp32."""
+    """The precision label of ``model``: a bundle's part precisions ("fp32", or e.g.
+    "int8+fp32" when parts differ), else the checkpoint's fp32."""
     manifest = model / "manifest.json"
     if manifest.is_file():
-        found = json.loads(manifest.read_text()).get("precision")
-        if isinstance(found, str):
-            return [found]
+        parts = json.loads(manifest.read_text()).get("parts", {})
+        found = sorted({str(p.get("precision")) for p in parts.values()}) or ["fp32"]
+        return ["+".join(found)]
     return ["fp32"]
 
 
@@ -405,11 +430,19 @@ def main(argv=None) -> dict:
         checkpoint = source_checkpoint(model)
         baseline = None
         for runtime in runtimes:
-            for precision in (["fp32"] if runtime == "transformers" else precisions(model)):
-                if runtime == "transformers" and checkpoint is None:
-                    print(f"  no checkpoint for the transformers baseline of {name}", file=sys.stderr)
+            if runtime == "transformers":
+                folder = checkpoint
+            else:
+                try:
+                    folder = model_for(runtime, model, name)
+                except Exception as exc:  # an export that fails here is reported, the run goes on
+                    print(f"  no {runtime} model for {name}: {exc}", file=sys.stderr)
                     continue
-                spec = {"model": str(model), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
+            if folder is None:
+                print(f"  no model folder {runtime} can load for {name}", file=sys.stderr)
+                continue
+            for precision in (["fp32"] if runtime == "transformers" else precisions(folder)):
+                spec = {"model": str(folder), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
                         "precision": precision, "device": args.device, "runs": runs, "warmup": 2,
                         "max_new_tokens": args.max_new_tokens,
                         "stream_frames": stream_frames if runtime != "transformers" else 0}
