@@ -43,6 +43,9 @@ class Result:
     token_ids: the generated token ids.
     image_size: (width, height) of the frame the coordinates refer to.
     timings: milliseconds per stage (preprocess, vision, encode, generate, decode, total).
+    abstained: True when the Session was told to abstain below a confidence
+        (``Session(..., abstain_below=0.5)``) and this result's confidence is lower: what the
+        model said is kept for inspection, but the result says not to act on it.
     """
 
     task: str
@@ -58,6 +61,7 @@ class Result:
     image_size: tuple = (0, 0)
     timings: dict = field(default_factory=dict)
     explanation: str | None = None
+    abstained: bool = False
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4) if len(self.boxes) else _empty_boxes()
@@ -124,6 +128,7 @@ class Result:
             "points": self.points.round(2).tolist(),
             "count": self.count,
             "confidence": round(float(self.confidence), 4),
+            "abstained": self.abstained,
             "image_size": list(self.image_size),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

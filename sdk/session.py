@@ -55,9 +55,13 @@ class Session:
     device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...) for backends that use one.
     channels: channel order of the frames you pass: ``"bgr"`` (OpenCV, the default),
         ``"rgb"``, ``"bgra"`` or ``"rgba"``.
+    abstain_below: a confidence in [0, 1]; results below it come back with
+        ``abstained=True`` (instead of an answer that looks as sure as any other). None: never.
     """
 
-    def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr"):
+    def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr",
+                 abstain_below: float | None = None):
+        self.abstain_below = _check_threshold(abstain_below)
         if path is None:  # the built-in model; ModelLoadError saying how to build it when absent
             from .bundle import builtin_bundle
 
@@ -100,8 +104,13 @@ class Session:
         """How many ``label`` instances there are, with the box behind each (``<MedCOUNT>``)."""
         return self.run(frame, "count", label, max_new_tokens=max_new_tokens)
 
-    def run(self, frame, task: str, text: str | None = None, max_new_tokens: int | None = None) -> Result:
-        """Run any task of the registry (``gi_sdk.tasks.TASKS``) on one frame."""
+    def run(self, frame, task: str, text: str | None = None, max_new_tokens: int | None = None,
+            abstain_below: float | None = None) -> Result:
+        """Run any task of the registry (``gi_sdk.tasks.TASKS``) on one frame.
+
+        abstain_below: this call's threshold (default: the Session's ``abstain_below``).
+        """
+        threshold = self.abstain_below if abstain_below is None else _check_threshold(abstain_below)
         spec = T.get_task(task)
         prompt = T.build_prompt(spec, text)
         check_frame(frame)
@@ -122,6 +131,7 @@ class Session:
             result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
                                   banned_phrases=self.checkpoint.banned_grounding_phrases,
                                   confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
+        result.abstained = threshold is not None and result.confidence < threshold
         timer.ms["first_token"] = gen.first_token_ms
         timer.ms["total"] = (time.perf_counter() - start) * 1e3
         result.timings = timer.ms
@@ -187,3 +197,12 @@ class Session:
             features = self.backend.encode_image(pixels)
         self._vision_key, self._vision_features = frame.copy(), features
         return features
+
+
+def _check_threshold(value):
+    """None, or a confidence in [0, 1] (ValueError otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"abstain_below must be a confidence in [0, 1] or None, got {value!r}")
+    return float(value)

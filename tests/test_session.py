@@ -165,3 +165,19 @@ def test_bgra_frame_gives_the_same_answer_as_bgr(tiny_checkpoint):
     bgra = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
     s = Session(tiny_checkpoint, backend="torch")
     assert s.detect(bgr, max_new_tokens=12).token_ids.tolist() == s.detect(bgra, max_new_tokens=12).token_ids.tolist()
+
+
+def test_low_confidence_results_come_back_marked_abstained(tiny_checkpoint, session):
+    # the random tiny model is unsure of everything (confidence ~0.005): a 0.5 threshold marks
+    # its results, keeps what it said, and a call-level threshold overrides the Session's
+    frame = _frame(7)
+    plain = session.detect(frame)
+    assert plain.abstained is False and plain.confidence < 0.5
+    careful = Session(tiny_checkpoint, backend="torch", abstain_below=0.5)
+    marked = careful.detect(frame)
+    assert marked.abstained is True and marked.to_dict()["abstained"] is True
+    assert marked.raw_text == plain.raw_text and len(marked) == len(plain)
+    assert careful.run(frame, "detect", abstain_below=0.0).abstained is False
+    for bad in (-0.1, 1.5, "high", True):
+        with pytest.raises(ValueError, match="abstain_below"):
+            Session(tiny_checkpoint, backend="torch", abstain_below=bad)
