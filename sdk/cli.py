@@ -87,12 +87,13 @@ def _eval(args) -> int:
 
     require("sacrebleu", "train")
     from .train import evaluate as E
+    from .train.json_files import write_json
 
     if args.predictions:
         from .train.json_predictions import score_file
 
         report = score_file(args.predictions)
-        E.write_report(args.out, report)
+        write_json(args.out, report)
         o = report["overall"]
         print(f"scored {o['n']} answers ({o['parse_failures']} unparsed) into {args.out}")
         return 0

@@ -22,18 +22,11 @@ from gi_sdk.stream import StreamFrame  # noqa: E402
 from gi_sdk.synthetic import SyntheticEndoscope  # noqa: E402
 from gi_sdk.webview import WebViewer  # noqa: E402
 
+from video_files import read_frames  # noqa: E402
+
 W, H = 320, 240
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(name)), None)
-
-
-def _video(path):
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 # ------------------------------------------------------------------ the command line
@@ -50,7 +43,7 @@ def test_demo_flags_write_the_overlay_video_and_the_log(tiny_checkpoint, tmp_pat
     for words in (f"wrote 20 frames to {out}", "pass-through delay p50", "distinct objects tracked",
                   "in the synthetic truth", f"results log: {log}"):
         assert words in printed
-    frames = _video(out)
+    frames = read_frames(out)
     assert len(frames) == 20 and frames[0].shape == (H, W, 3)
     # the HUD is drawn in the top-left corner; far from it the picture is the source's own
     raw = SyntheticEndoscope(seed=0, width=W, height=H).frame(19)[0].astype(int)
@@ -83,7 +76,7 @@ def test_the_question_is_answered_on_the_live_video_while_detection_goes_on(tiny
     text = log.read_text()
     assert '"task": "detect"' in text and text.count('"task": "ask"') >= 2
     # the last frames carry the answer along the bottom edge ("Q: ... A: ...")
-    frames = _video(tmp_path / "ask.mp4")
+    frames = read_frames(tmp_path / "ask.mp4")
     raw = SyntheticEndoscope(seed=0, width=W, height=H).frame(len(frames) - 1)[0].astype(int)
     diff = np.abs(frames[-1].astype(int) - raw).mean(axis=2)
     assert diff[H - 20:H - 5, 10:150].mean() > 4 * diff[120:200, 200:300].mean()
@@ -101,7 +94,7 @@ outputs: {{mp4: "{out}", window: false}}
 """)
     assert main(["demo", "--config", str(config), "--frames", "6"]) == 0
     assert f"wrote 6 frames to {out}" in capsys.readouterr().out
-    assert len(_video(out)) == 6
+    assert len(read_frames(out)) == 6
 
 
 @pytest.mark.parametrize("text,match", [

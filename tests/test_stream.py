@@ -8,7 +8,6 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,6 +18,8 @@ from gi_sdk.errors import PromptError, SourceError, UnknownTaskError  # noqa: E4
 from gi_sdk.stream import StreamFrame  # noqa: E402
 from gi_sdk.synthetic import SyntheticEndoscope  # noqa: E402
 from gi_sdk.video_sources import END, CaptureSource, IteratorSource, SyntheticSource, open_source  # noqa: E402
+
+from video_files import read_frames  # noqa: E402
 
 W, H = 160, 120
 FAST = {"max_new_tokens": 4}     # the random model's words mean nothing: keep its answers short
@@ -37,15 +38,6 @@ def clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     SyntheticEndoscope(seed=1, width=W, height=H).write_video(path, 20)
     return path
-
-
-def _file_frames(path):
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 def _read_all(source):
@@ -234,7 +226,7 @@ def test_a_stream_is_iterated_once(session):
 
 # ------------------------------------------------------------------ sources
 def test_a_video_file_plays_to_its_end(session, clip):
-    expected = _file_frames(clip)
+    expected = read_frames(clip)
     with session.stream(str(clip), "detect", realtime=False, **FAST) as stream:
         got = [fr.frame for fr in stream]
     assert len(got) == len(expected) == 20

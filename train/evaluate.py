@@ -31,6 +31,7 @@ from gi_sdk.errors import GiSdkError, SourceError
 from gi_sdk.result import Result
 
 from .config import SourceSpec
+from .json_files import write_json, write_jsonl
 from .scoring import Scored, score_all, truth_of
 from .sources import load_sources
 
@@ -226,23 +227,5 @@ def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int
 
         report["medico"] = write_from_samples(medico_dir, records, report)
     if out:
-        write_report(out, report)
+        write_json(out, report)
     return report
-
-
-def write_jsonl(path, records) -> Path:
-    """One JSON object per line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
-
-
-def write_report(path, report: dict) -> Path:
-    """Write a report as indented JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    return path

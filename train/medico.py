@@ -24,9 +24,10 @@ carry the organisers' ids).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from .json_files import write_json, write_jsonl
 
 TASK1_FILE = "predictions_1.json"
 TASK2_FILE = "submission_task2.jsonl"
@@ -90,20 +91,12 @@ def task2_record(val_id, img_id: str, question: str, answer: str, explanation: s
 
 def write_task1(path, submission: dict) -> Path:
     """Write ``predictions_1.json``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(submission, indent=4, ensure_ascii=False), encoding="utf-8")
-    return path
+    return write_json(path, submission, indent=4)
 
 
 def write_task2(path, records) -> Path:
     """Write ``submission_task2.jsonl``, one record per line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
+    return write_jsonl(path, records)
 
 
 def _boxes_by_image(samples) -> dict:
