@@ -4,8 +4,12 @@
 
 1. builds the random-weight base: a Florence-2 of shape ``demo`` (``gi_sdk.train.tiny``) with a
    256 x 256 input, small enough for real time on a CPU core;
-2. trains it with the recipe ``recipes/synthetic-demo.yaml`` (every weight, synthetic scenes);
-3. installs the merged checkpoint into the package (``sdk/models/synthetic-demo``), where
+2. stage 1 (``gi_sdk.train.vision_pretrain``): trains the vision tower alone on dense targets
+   from the synthetic truth (where polyps and instruments are, their centres and sizes), because
+   a from-scratch tower trained through the text decoder alone learns nothing (docs/training.md);
+3. stage 2: trains the rest (projector, text encoder, decoder, every weight) with the recipe
+   ``recipes/synthetic-demo.yaml`` on top of the frozen tower;
+4. installs the merged checkpoint into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
 Training takes about 1.5 hours on the 2-core machine this project is developed on (the
@@ -26,21 +30,28 @@ SHAPE, IMAGE_SIZE = "demo", 256
 #: What the package ships: weights, configs, tokenizer, record (no optimiser state).
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
            "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json",
-           "processor_config.json", "training_record.json")
+           "processor_config.json", "training_record.json", "vision_pretrain.json")
 
 
 def build(work: Path, max_steps: int | None = None, seed: int = 0) -> Path:
-    """Build the base, train it with the recipe; return the merged checkpoint folder."""
+    """Build the base, train its vision tower (stage 1), train the rest with the recipe
+    (stage 2); return the merged checkpoint folder."""
     from .config import TrainConfig
     from .tiny import build_tiny_florence2
     from .training import run
+    from .vision_pretrain import pretrain_vision
 
     base = build_tiny_florence2(work / "base", shape=SHAPE, seed=seed, image_size=IMAGE_SIZE)
+    seeing = work / "vision"
+    if not (seeing / "vision_pretrain.json").is_file():  # stage 1 done already: keep it
+        pretrain_vision(base, seeing)
     recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
-    recipe.update(base=str(base), output_dir=str(work / "trained"))
+    recipe.update(base=str(seeing), output_dir=str(work / "trained"))
     if max_steps is not None:
         recipe["max_steps"] = max_steps
-    return run(TrainConfig.from_dict(recipe))
+    trained = run(TrainConfig.from_dict(recipe))
+    shutil.copyfile(seeing / "vision_pretrain.json", trained / "vision_pretrain.json")  # stage 1's record
+    return trained
 
 
 def install(checkpoint: Path, target: Path = INSTALL_DIR) -> Path:

@@ -45,10 +45,14 @@ def load_base_model(base, tokenizer):
 def add_lora(model, settings: dict, tokenizer):
     """Wrap ``model`` in a peft LoRA adapter from ``TrainConfig.lora_settings()``.
 
-    The ``full`` preset (rank 0) adds no adapter: the model itself trains, every weight of it.
+    The ``full`` preset (rank 0) adds no adapter: the model itself trains, every weight of it,
+    or every weight outside the vision tower when ``freeze_vision_tower`` is set (the built-in
+    model's stage 2, on a tower trained by ``gi_sdk.train.vision_pretrain``).
     """
     if settings["rank"] == 0:
         model.requires_grad_(True)
+        if settings["freeze_vision_tower"]:
+            model.model.vision_tower.requires_grad_(False)
         return model
     peft = require("peft", "train")
     config = peft.LoraConfig(
