@@ -1,6 +1,6 @@
 """Native pre/post-processing against its numpy twins and transformers' Florence-2 processor.
 
-    python benchmarks/native.py [--quick] [--json out/native.json]
+    python benchmarks/native.py [--quick] [--json out/native.json] [--baseline OTHER_NATIVE.so]
 
 Preprocess: 1080p and 4K BGR frames -> 768x768 float32 CHW, by ``gi_sdk.preprocess`` (native,
 one thread and all cores), its numpy twin, and the HF ``Florence2Processor`` image processor
@@ -9,7 +9,9 @@ one thread and all cores), its numpy twin, and the HF ``Florence2Processor`` ima
 (the public call: ids -> ``Parsed`` with label text), the native decoder alone (raw arrays, no
 text), its Python twin, the text parser ``parse_instances``, and HF ``post_process_generation``
 - given the decoded text, and from the ids as a user runs it (``batch_decode`` first), which is
-the like-for-like comparison with ``decode_ids``.
+the like-for-like comparison with ``decode_ids``. ``--baseline`` times another build of
+``gi_sdk._native`` (say the previous commit's .so, built aside) in the same run, its calls
+alternating with the installed build's, for the one-thread preprocess rows.
 Each figure is the median of N runs (the minimum is in the JSON). Prints a table with the
 ratio of each row to the group's first (``gi_sdk.preprocess`` on one thread; ``decode_ids``),
 then the issue's targets against this run's medians, and writes JSON. Pin it to one core
@@ -45,6 +47,34 @@ def timed(fn, repeat: int, warmup: int = 2) -> dict:
     return {"median_ms": statistics.median(runs), "min_ms": min(runs), "runs": repeat}
 
 
+def timed_alternating(fns: dict, repeat: int, warmup: int = 2) -> dict:
+    """``timed`` for several functions at once, called in turn: each sees the same machine
+    state (a shared machine drifts between consecutive cases)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    runs = {label: [] for label in fns}
+    for _ in range(repeat):
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[label].append((time.perf_counter() - start) * 1e3)
+    return {label: {"median_ms": statistics.median(r), "min_ms": min(r), "runs": repeat} for label, r in runs.items()}
+
+
+def load_baseline(path: Path):
+    """Another build of the extension (a .so of gi_sdk._native), imported as ``_native`` beside
+    the installed one."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_native", path)
+    if spec is None or spec.loader is None:
+        sys.exit(f"--baseline {path}: not an extension module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def frames() -> dict:
     """A real 1080p PolypGen frame (synthetic stand-in when absent) and its 4K upscale."""
     import cv2
@@ -70,7 +100,7 @@ def hf_processor(workdir: Path):
     return AutoProcessor.from_pretrained(build_tiny_florence2(workdir / "tiny"))
 
 
-def bench_preprocess(repeat: int, processor) -> list[dict]:
+def bench_preprocess(repeat: int, processor, baseline=None) -> list[dict]:
     import cv2
 
     import gi_sdk
@@ -82,9 +112,12 @@ def bench_preprocess(repeat: int, processor) -> list[dict]:
         out = np.empty((3, 768, 768), np.float32)
         h, w = frame.shape[:2]
         group = f"preprocess {name} -> 768x768 f32"
-        cases = [(f"{NATIVE_1} ({gi_sdk.native.native().resize_isa()})",
-                  lambda: gi_sdk.preprocess(frame, out=out, threads=1), 1),
-                 (f"gi_sdk native, {cores} threads", lambda: gi_sdk.preprocess(frame, out=out, threads=cores), cores),
+        one = {f"{NATIVE_1} ({gi_sdk.native.native().resize_isa()})": lambda: gi_sdk.preprocess(frame, out=out, threads=1)}
+        if baseline is not None:  # the same call gi_sdk.preprocess makes, on the other build
+            one[f"baseline build, 1 thread ({baseline.__file__})"] = lambda: baseline.resize_normalize(
+                frame, out, (0, 0, w, h), (2, 1, 0), scale.tolist(), bias.tolist(), 1)
+        rows += [{"group": group, "case": label, "threads": 1, **t} for label, t in timed_alternating(one, repeat).items()]
+        cases = [(f"gi_sdk native, {cores} threads", lambda: gi_sdk.preprocess(frame, out=out, threads=cores), cores),
                  ("numpy twin", lambda: preprocess_numpy(frame, (2, 1, 0), (0, 0, w, h), (768, 768), scale, bias, out), 1)]
         if processor is not None:
             image = processor.image_processor
@@ -217,6 +250,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not figures)")
     parser.add_argument("--repeat", type=int, default=30, help="runs per preprocess case (decode: 10x)")
+    parser.add_argument("--baseline", type=Path, metavar="SO",
+                        help="another build of gi_sdk._native to time beside the installed one (one-thread preprocess)")
     args = parser.parse_args(argv)
 
     import gi_sdk.native
@@ -226,7 +261,8 @@ def main(argv=None) -> dict:
     repeat = 3 if args.quick else args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         processor = hf_processor(Path(tmp))
-        rows = bench_preprocess(repeat, processor) + bench_decode(repeat, processor, Path(tmp))
+        baseline = load_baseline(args.baseline) if args.baseline else None
+        rows = bench_preprocess(repeat, processor, baseline) + bench_decode(repeat, processor, Path(tmp))
     result = {"machine": machine(), "quick": args.quick, "results": rows, "targets": targets(rows)}
     print(table(rows))
     print("\ntargets (medians of this run):\n  " + "\n  ".join(result["targets"]))

@@ -143,9 +143,9 @@ py::tuple resize_weights(int in_size, int out_size) {
   const gi::Axis axis = gi::make_axis(in_size, out_size);
   py::array_t<std::int32_t> start(out_size);
   std::copy(axis.start.begin(), axis.start.end(), start.mutable_data());
-  py::array_t<float> weights({out_size, axis.taps});
+  py::array_t<std::int16_t> weights({out_size, axis.taps});
   std::copy(axis.weights.begin(), axis.weights.end(), weights.mutable_data());
-  return py::make_tuple(start, weights);
+  return py::make_tuple(start, weights, axis.bits);
 }
 
 
@@ -308,7 +308,7 @@ PYBIND11_MODULE(_native, m) {
         py::arg("channel_map"), py::arg("scale"), py::arg("bias"), py::arg("threads") = 1,
         "Crop, resize (Pillow's antialiased bicubic, 8-bit rounding), normalize into out (3, H, W).");
   m.def("resize_weights", &resize_weights, py::arg("in_size"), py::arg("out_size"),
-        "The (start, weights) table of one axis, as resize_normalize uses it.");
+        "The (start, int16 weights, fraction bits) table of one axis, as resize_normalize uses it.");
   m.def("resize_isa", &gi::resample_isa, "Instruction set the resampler runs on this CPU: 'avx2' or 'portable'.");
   m.def(
       "set_resize_isa",

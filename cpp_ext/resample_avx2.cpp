@@ -1,9 +1,9 @@
-// The AVX2 build of the resampler (resample_kernel.h). This whole file is compiled for AVX2, FMA
-// and F16C by the pragma below and only called after a runtime CPU check (resize.cpp), so one
+// The AVX2 build of the resampler (resample_kernel.h). This whole file is compiled for AVX2 and
+// F16C by the pragma below and only called after a runtime CPU check (resize.cpp), so one
 // wheel runs everywhere. GCC only: elsewhere avx2_compiled() is false and the portable
 // build runs.
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#pragma GCC target("avx2,fma,f16c")
+#pragma GCC target("avx2,f16c")
 #define GI_AVX2 1
 #include <immintrin.h>
 #endif
@@ -16,38 +16,123 @@ namespace gi {
 namespace {
 
 struct Avx2Lanes {
-  using V = __m256;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V set1(float a) { return _mm256_set1_ps(a); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
-  // p: 16-byte aligned
-  static void stream(float* p, V a) {
-    if ((reinterpret_cast<std::uintptr_t>(p) & 31) == 0) {
-      _mm256_stream_ps(p, a);
-      return;
-    }
-    _mm_stream_ps(p, _mm256_castps256_ps128(a));
-    _mm_stream_ps(p + 4, _mm256_extractf128_ps(a, 1));
+  using I = __m256i;
+  using F = __m256;
+  static I splat(std::int32_t a) { return _mm256_set1_epi32(a); }
+  // acc + per lane r: p[2r] * low weight + p[2r + 1] * high weight (pmaddwd)
+  static I madd(I acc, const std::int16_t* p, I w) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), w));
   }
+  static F normalize(I sum, int bits, F scale, F bias) {
+    const I v = _mm256_sra_epi32(sum, _mm_cvtsi32_si128(bits));
+    const I clipped = _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(clipped), scale), bias);
+  }
+  // s[o]: the sums of output o for rows 0..7 (lanes) -> dst[j][offset + 2 * o + b] = row 2j + b,
+  // pairs j < npairs. Packed to 16 bits, every 32-bit word is a pair of rows of one output; a
+  // 4 x 8 transpose of those words makes each register one pair of rows for outputs 0..7.
+  static void store_pairs(const I* s, int bits, std::int16_t* const* dst, int npairs, std::ptrdiff_t offset) {
+    const __m128i shift = _mm_cvtsi32_si128(bits);
+    const I max = _mm256_set1_epi16(255);  // packus clips below 0, this above 255
+    I q[4];  // q[k]: outputs 2k, 2k + 1; low lane pairs (0, 1) and (2, 3), high lane (4, 5) and (6, 7)
+    for (int k = 0; k < 4; ++k)
+      q[k] = _mm256_min_epu16(_mm256_packus_epi32(_mm256_sra_epi32(s[2 * k], shift), _mm256_sra_epi32(s[2 * k + 1], shift)), max);
+    const I t0 = _mm256_unpacklo_epi32(q[0], q[1]), t1 = _mm256_unpackhi_epi32(q[0], q[1]);
+    const I t2 = _mm256_unpacklo_epi32(q[2], q[3]), t3 = _mm256_unpackhi_epi32(q[2], q[3]);
+    const I u0 = _mm256_unpacklo_epi32(t0, t1), u1 = _mm256_unpackhi_epi32(t0, t1);  // outputs 0-3
+    const I v0 = _mm256_unpacklo_epi32(t2, t3), v1 = _mm256_unpackhi_epi32(t2, t3);  // outputs 4-7
+    const I pairs[4] = {_mm256_permute2x128_si256(u0, v0, 0x20), _mm256_permute2x128_si256(u1, v1, 0x20),
+                        _mm256_permute2x128_si256(u0, v0, 0x31), _mm256_permute2x128_si256(u1, v1, 0x31)};
+    for (int j = 0; j < npairs; ++j) _mm256_storeu_si256(reinterpret_cast<I*>(dst[j] + offset), pairs[j]);
+  }
+  // Pair columns [begin, count) of 8 rows (see PortableLanes), 16 byte columns at a time: rows
+  // r and r + 4 share a register (low and high half); two unpacks gather each column's 4 + 4
+  // bytes into 32-bit words (four columns a register), the partners cn columns on are the same
+  // words shifted across registers (alignr), and interleaving the two and widening to 16 bits
+  // gives the pairs.
+  static void pair_columns(const std::uint8_t* const* rows, int begin, int count, int avail, int cn,
+                           std::int16_t* out) {
+    int i = begin;
+    if (cn == 3)
+      i = pair_run<3>(rows, i, count, avail, out);
+    else
+      i = pair_run<4>(rows, i, count, avail, out);
+    // the rest: whole chunks loading the partners, the last one overlapping where it can
+    if (i < count && count - begin >= 16 && count + cn <= avail) {
+      for (i = i < count - 16 ? i : count - 16;; i += 16) {
+        if (i > count - 16) i = count - 16;
+        I a[4], b[4];
+        words(rows, i, a);
+        words(rows, i + cn, b);
+        emit(a, b, out + static_cast<std::size_t>(i) * 16);
+        if (i == count - 16) return;
+      }
+    }
+    for (; i + 16 <= count && i + cn + 16 <= avail; i += 16) {
+      I a[4], b[4];
+      words(rows, i, a);
+      words(rows, i + cn, b);
+      emit(a, b, out + static_cast<std::size_t>(i) * 16);
+    }
+    PortableLanes::pair_columns(rows, i, count, avail, cn, out);
+  }
+  // Chunks from i while the next chunk's words can be read: returns where it stopped.
+  template <int Cn>
+  static int pair_run(const std::uint8_t* const* rows, int i, int count, int avail, std::int16_t* out) {
+    if (i + 16 > count || i + 32 > avail) return i;
+    I a[4], next[4], b[4];
+    words(rows, i, a);
+    for (; i + 16 <= count && i + 32 <= avail; i += 16) {
+      words(rows, i + 16, next);
+      for (int q = 0; q < 4; ++q) {
+        const I after = q < 3 ? a[q + 1] : next[0];
+        b[q] = Cn == 4 ? after : _mm256_alignr_epi8(after, a[q], 4 * (Cn & 3));
+      }
+      emit(a, b, out + static_cast<std::size_t>(i) * 16);
+      for (int q = 0; q < 4; ++q) a[q] = next[q];
+    }
+    return i;
+  }
+  // b[q]: columns 4q .. 4q + 3 of 16 from column i (32-bit words, rows 0-3 low, 4-7 high)
+  static void words(const std::uint8_t* const* rows, int i, I* b) {
+    I r[4];
+    for (int k = 0; k < 4; ++k)
+      r[k] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(rows[k + 4] + i),
+                                 reinterpret_cast<const __m128i*>(rows[k] + i));
+    const I a0 = _mm256_unpacklo_epi8(r[0], r[1]), a1 = _mm256_unpacklo_epi8(r[2], r[3]);
+    const I a2 = _mm256_unpackhi_epi8(r[0], r[1]), a3 = _mm256_unpackhi_epi8(r[2], r[3]);
+    b[0] = _mm256_unpacklo_epi16(a0, a1);
+    b[1] = _mm256_unpackhi_epi16(a0, a1);
+    b[2] = _mm256_unpacklo_epi16(a2, a3);
+    b[3] = _mm256_unpackhi_epi16(a2, a3);
+  }
+  // The pair columns of 16 columns from their words (a) and their partners' (b).
+  static void emit(const I* a, const I* b, std::int16_t* out) {
+    const I zero = _mm256_setzero_si256();
+    I* o = reinterpret_cast<I*>(out);
+    for (int q = 0; q < 4; ++q) {
+      const I lo = _mm256_unpacklo_epi8(a[q], b[q]), hi = _mm256_unpackhi_epi8(a[q], b[q]);
+      _mm256_storeu_si256(o + 4 * q, _mm256_unpacklo_epi8(lo, zero));
+      _mm256_storeu_si256(o + 4 * q + 1, _mm256_unpackhi_epi8(lo, zero));
+      _mm256_storeu_si256(o + 4 * q + 2, _mm256_unpacklo_epi8(hi, zero));
+      _mm256_storeu_si256(o + 4 * q + 3, _mm256_unpackhi_epi8(hi, zero));
+    }
+  }
+  static F fset1(float a) { return _mm256_set1_ps(a); }
+  static void store(float* p, F a) { _mm256_storeu_ps(p, a); }
+  // p: 32-byte aligned
+  static void stream(float* p, F a) { _mm256_stream_ps(p, a); }
+  static void stream_low(float* p, F a) { _mm_stream_ps(p, _mm256_castps256_ps128(a)); }
+  static void stream_high(float* p, F a) { _mm_stream_ps(p, _mm256_extractf128_ps(a, 1)); }
+  // p: 32-byte aligned; p[0..3] = a's high half, p[4..7] = b's low half
+  static void stream_join(float* p, F a, F b) { _mm256_stream_ps(p, _mm256_permute2f128_ps(a, b, 0x21)); }
   static void fence() { _mm_sfence(); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V round_clip(V a) {
-    const V x = _mm256_add_ps(a, _mm256_set1_ps(0.5f));
-    return _mm256_floor_ps(_mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(255.5f)));
-  }
-  static void store_n(float* p, V a, int n) {
-    if (n == kLanes) {
-      _mm256_storeu_ps(p, a);
-      return;
-    }
+  static void store_n(float* p, F a, int n) {
     alignas(32) float tmp[kLanes];
     _mm256_store_ps(tmp, a);
     std::memcpy(p, tmp, sizeof(float) * n);
   }
-  static void store_half(std::uint16_t* p, V a, int n) {
+  static void store_half(std::uint16_t* p, F a, int n) {
     const __m128i h = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     if (n == kLanes) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
@@ -57,71 +142,13 @@ struct Avx2Lanes {
     _mm_store_si128(reinterpret_cast<__m128i*>(tmp), h);
     std::memcpy(p, tmp, sizeof(std::uint16_t) * n);
   }
-  // m: 8 x 8 floats, row-major; v[r] = column r of m. The first step of the usual 8 x 8
-  // transpose (swapping 128-bit halves) is done by the loads.
-  static void transpose8(const float* m, V* v) {
-    V r[kLanes];
-    for (int k = 0; k < 4; ++k) {
-      const float *top = m + k * kLanes, *bottom = m + (k + 4) * kLanes;
-      r[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(top)), _mm_loadu_ps(bottom), 1);
-      r[k + 4] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(top + 4)), _mm_loadu_ps(bottom + 4), 1);
-    }
-    const V t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const V t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const V t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const V t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    v[0] = _mm256_shuffle_ps(t0, t2, 0x44);
-    v[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
-    v[2] = _mm256_shuffle_ps(t1, t3, 0x44);
-    v[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-    v[4] = _mm256_shuffle_ps(t4, t6, 0x44);
-    v[5] = _mm256_shuffle_ps(t4, t6, 0xEE);
-    v[6] = _mm256_shuffle_ps(t5, t7, 0x44);
-    v[7] = _mm256_shuffle_ps(t5, t7, 0xEE);
-  }
-  // 8 rows x count bytes -> out[i * 8 + r] = float(rows[r][i]), 16 columns at a time: rows r
-  // and r + 4 share a register (low and high half), two unpacks gather each column's 4 + 4
-  // bytes into 32-bit words, and one byte shuffle per column spreads them to 8 lanes.
-  static void transpose_bytes(const std::uint8_t* const* rows, int count, float* out) {
-    if (count < 16) {
-      PortableLanes::transpose_bytes(rows, count, out);
-      return;
-    }
-    const __m256i spread[4] = {
-        _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
-                         0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1),
-        _mm256_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1,
-                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
-        _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
-                         8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1),
-        _mm256_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1,
-                         12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1)};
-    for (int i = 0;; i += 16) {
-      if (i > count - 16) i = count - 16;  // the last 16 columns, overlapping the previous ones
-      __m256i r[4];
-      for (int k = 0; k < 4; ++k) {
-        const __m128i top = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[k] + i));
-        const __m128i bottom = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[k + 4] + i));
-        r[k] = _mm256_inserti128_si256(_mm256_castsi128_si256(top), bottom, 1);
-      }
-      const __m256i a0 = _mm256_unpacklo_epi8(r[0], r[1]), a1 = _mm256_unpacklo_epi8(r[2], r[3]);
-      const __m256i a2 = _mm256_unpackhi_epi8(r[0], r[1]), a3 = _mm256_unpackhi_epi8(r[2], r[3]);
-      const __m256i b[4] = {_mm256_unpacklo_epi16(a0, a1), _mm256_unpackhi_epi16(a0, a1),
-                            _mm256_unpacklo_epi16(a2, a3), _mm256_unpackhi_epi16(a2, a3)};
-      float* o = out + static_cast<std::size_t>(i) * kLanes;
-      for (int q = 0; q < 4; ++q)  // b[q]: columns 4q .. 4q + 3, rows 0-3 low, 4-7 high
-        for (int j = 0; j < 4; ++j)
-          _mm256_storeu_ps(o + (4 * q + j) * kLanes, _mm256_cvtepi32_ps(_mm256_shuffle_epi8(b[q], spread[j])));
-      if (i == count - 16) break;
-    }
-  }
 };
 
 }  // namespace
 
 bool avx2_compiled() { return true; }
 
-void resample_rows_avx2(const ResampleTask& t, int y0, int y1, float* scratch) {
+void resample_rows_avx2(const ResampleTask& t, int y0, int y1, void* scratch) {
   Resampler<Avx2Lanes>(t, scratch).run(y0, y1);
 }
 
@@ -129,7 +156,7 @@ void resample_rows_avx2(const ResampleTask& t, int y0, int y1, float* scratch) {
 
 bool avx2_compiled() { return false; }
 
-void resample_rows_avx2(const ResampleTask& t, int y0, int y1, float* scratch) {
+void resample_rows_avx2(const ResampleTask& t, int y0, int y1, void* scratch) {
   resample_rows_portable(t, y0, y1, scratch);
 }
 

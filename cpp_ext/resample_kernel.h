@@ -1,21 +1,28 @@
-// The separable resampler behind gi_sdk.preprocess, written once over a "lanes" type (8 floats)
-// and compiled by resize.cpp (portable lanes: plain C++) and resample_avx2.cpp (AVX2 lanes).
+// The separable resampler behind gi_sdk.preprocess, written once over a "lanes" type and
+// compiled by resize.cpp (portable lanes: plain C++) and resample_avx2.cpp (AVX2 lanes).
+//
+// Arithmetic: 16-bit fixed point, as Pillow-SIMD resamples 8-bit images. Weights are int16
+// with `bits` fraction bits per axis (make_axis), pixels 0..255; each pass sums
+// 2^(bits-1) + sum(weight * pixel) in int32 and keeps clip(sum >> bits, 0, 255) - Pillow's
+// 8-bit intermediate image after the horizontal pass, the output value after the vertical
+// one, which is then normalized in float32 as value * scale + bias. Integer sums are exact in
+// any order, so the numpy twin (preprocessing.preprocess_numpy) gets the same bits.
 //
 // Order of work, per thread and band of output rows:
 //   1. 8 input rows at a time, one column tile at a time (t.tile outputs, 64 for 1080p: the
-//      tile's input stays in the level-1 cache): the input bytes are transposed and converted
-//      to float, lane r = row r (16 columns per step: two unpacks and one byte shuffle each);
+//      tile's input stays in the level-1 cache): the input bytes are transposed into "pair
+//      columns": for every input byte column i, 8 rows x (byte i, byte i + channels) as int16,
+//      i.e. each pixel next to its right neighbour of the same colour, lane r = row r;
 //   2. the horizontal pass runs on those 8 rows at once: four outputs x three channels =
-//      twelve chains of fused multiply-adds, one broadcast weight per output and tap, the
-//      input read from memory by the multiply-adds themselves; the sums are rounded and
-//      clipped to 0..255 like Pillow's 8-bit intermediate image, and 8x8 transposes put them
-//      into a ring of planar rows;
-//   3. each output row whose input rows are in the ring: the vertical pass (eight vectors of
-//      a row at a time) rounds and clips again, normalizes and stores CHW - a large float32
-//      output with non-temporal stores, which skip reading the old output into the caches.
-// Every sum is a chain of fused multiply-adds in tap order. Weights are >= 2^-20 and pixels
-// are integers 0..255, so each a * b + c is exact in double precision: the numpy twin gets the
-// very same float32 values by computing float32(double(a) * b + c), step by step.
+//      twelve int32 sums, each step one 16-bit multiply-add of two taps x 8 rows (pmaddwd)
+//      with one broadcast weight pair per output, the pair column read from memory; the sums
+//      are rounded, clipped to 0..255 and transposed into a ring that keeps the resampled rows
+//      two by two, planar: rows 2m and 2m + 1 interleaved, column by column, so that
+//   3. each output row whose input rows are in the ring takes its vertical taps as whole pairs
+//      of rows (its window starts at an even row, AxisView): one multiply-add per pair and 8
+//      columns, 32 columns at a time; the sums are rounded, clipped, normalized in float32 and
+//      stored CHW - a large float32 output with non-temporal stores, which skip reading the
+//      old output into the caches.
 //
 // Everything here has internal linkage and uses no standard-library templates: each build
 // keeps its own copy, compiled for its own instruction set (see resample_task.h).
@@ -28,10 +35,11 @@
 namespace gi {
 namespace {
 
-constexpr int kLanes = 8;
+constexpr int kLanes = 8;  // input rows per horizontal pass: one int32 sum lane each
 
 inline int imin(int a, int b) { return a < b ? a : b; }
-inline int round_up8(int v) { return (v + 7) & ~7; }
+inline int imax(int a, int b) { return a > b ? a : b; }
+inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 // A hint to load the cache line at p (never faults).
 inline void prefetch(const void* p) {
@@ -69,33 +77,43 @@ inline std::uint16_t half_bits(float value) {
   return static_cast<std::uint16_t>(sign + hexp + (sig >> 13));
 }
 
+// The two int16 weights of a pair word (see AxisView).
+inline int low_weight(std::int32_t pair) { return static_cast<std::int16_t>(static_cast<std::uint32_t>(pair) & 0xffffu); }
+inline int high_weight(std::int32_t pair) { return static_cast<std::int16_t>(static_cast<std::uint32_t>(pair) >> 16); }
+
+// clip(sum >> bits, 0, 255): Pillow's clip8 (>> of a negative int is a floor, as in Pillow)
+inline int clip8(std::int32_t sum, int bits) {
+  const std::int32_t v = sum >> bits;
+  return v < 0 ? 0 : (v > 255 ? 255 : static_cast<int>(v));
+}
+
 template <class L>
 class Resampler {
  public:
-  using V = typename L::V;
+  using I = typename L::I;  // 8 int32 sums
+  using F = typename L::F;  // 8 floats
 
-  Resampler(const ResampleTask& t, float* scratch)
+  Resampler(const ResampleTask& t, void* scratch)
       : t_(t),
-        pad_w_(round_up8(t.out_w)),
-        ring_rows_(t.ay.taps + kLanes),
-        row_floats_(3 * round_up8(t.out_w)),
-        tile_(scratch),
-        block_(tile_ + 3 * kLanes * kLanes),
-        ring_(block_ + block_floats(t)) {}
+        pad_w_(round_up(t.out_w, kLanes)),
+        ring_pairs_(ring_pairs(t)),
+        block_(static_cast<std::int16_t*>(scratch)),
+        ring_(block_ + block_values(t)) {}
 
-  // Floats of the per-thread scratch: a 3 x 8 x 8 tile, the transposed input of one column
+  // Bytes of the per-thread scratch (64-byte multiple): the pair columns of the widest column
   // tile, and the ring of resampled rows.
   static std::size_t scratch_size(const ResampleTask& t) {
-    return 3 * kLanes * kLanes + block_floats(t) +
-           static_cast<std::size_t>(t.ay.taps + kLanes) * 3 * round_up8(t.out_w);
+    const std::size_t ring = static_cast<std::size_t>(ring_pairs(t)) * 3 * 2 * round_up(t.out_w, kLanes);
+    return ((block_values(t) + ring) * sizeof(std::int16_t) + 63) / 64 * 64;
   }
 
   void run(int y0, int y1) {
-    const int last_needed = t_.ay.start[y1 - 1] + t_.ay.taps;  // one past the last input row
-    int next = t_.ay.start[y0];                                 // first row not yet resampled
+    const AxisView& ay = t_.ay;
+    int last_needed = 0;  // one past the last input row of the band
+    for (int y = y0; y < y1; ++y) last_needed = imax(last_needed, need(y));
+    int next = ay.pair_start[y0];  // first row not yet resampled (even: passes fill whole pairs)
     for (int y = y0; y < y1; ++y) {
-      const int need = t_.ay.start[y] + t_.ay.taps;
-      while (next < need) {
+      while (next < need(y)) {
         const int n = imin(kLanes, last_needed - next);
         horizontal(next, n);
         next += n;
@@ -109,18 +127,27 @@ class Resampler {
   }
 
  private:
-  // Floats of the widest column tile's transposed input: input columns x channels x 8 rows.
-  static std::size_t block_floats(const ResampleTask& t) {
-    int widest = 0;
-    for (int x = 0; x < t.out_w; x += t.tile) {
-      const int last = imin(x + t.tile, t.out_w) - 1;
-      const int span = t.ax.start[last] + t.ax.taps - t.ax.start[x];
-      widest = span > widest ? span : widest;
-    }
-    return static_cast<std::size_t>(widest) * t.channels * kLanes;
+  // Input pixels of the column tile at output xt with a pair column (a tap pair starts there).
+  static int tile_pixels(const ResampleTask& t, int xt) {
+    const int xe = imin(xt + t.tile, t.out_w);
+    return t.ax.start[xe - 1] + t.ax.taps - 1 - t.ax.start[xt];
   }
 
-  float* slot(int row) { return ring_ + static_cast<std::size_t>(row % ring_rows_) * row_floats_; }
+  // int16 values of the widest column tile's pair columns (16 per input byte), a multiple of 32.
+  static std::size_t block_values(const ResampleTask& t) {
+    int widest = 0;
+    for (int x = 0; x < t.out_w; x += t.tile) widest = tile_pixels(t, x) > widest ? tile_pixels(t, x) : widest;
+    return static_cast<std::size_t>(round_up(widest * t.channels * 16, 32));
+  }
+
+  // Pairs of rows the ring holds: a window, the pairs one pass adds (4), and one to spare.
+  static int ring_pairs(const ResampleTask& t) { return t.ay.window_pairs + kLanes / 2 + 1; }
+
+  // One past the last input row output row y reads.
+  int need(int y) const { return imin(t_.ay.pair_start[y] + 2 * t_.ay.pair_count[y], t_.in_h); }
+
+  // The ring's pair of rows (2m, 2m + 1): per plane, pad_w columns x 2 rows.
+  std::int16_t* pair_slot(int m) { return ring_ + static_cast<std::size_t>(m % ring_pairs_) * 3 * 2 * pad_w_; }
 
   // The input bytes of the column tile at output column xt, rows row0 .. row0 + 7, asked for
   // ahead of their use a few rows at a time.
@@ -128,7 +155,7 @@ class Resampler {
    public:
     InputRows(const ResampleTask& t, int row0, int xt) : t_(t), row_(row0), end_(imin(row0 + kLanes, t.in_h)) {
       const int xe = imin(xt + t.tile, t.out_w), first = t.ax.start[xt];
-      bytes_ = (t.ax.start[xe - 1] + t.ax.taps - first) * t.channels;
+      bytes_ = (imin(t.ax.start[xe - 1] + t.ax.taps, t.in_w) - first) * t.channels;
       offset_ = static_cast<std::ptrdiff_t>(first) * t.channels;
     }
     void prefetch(int rows) {
@@ -147,63 +174,60 @@ class Resampler {
   // Input rows [row0, row0 + n), n <= 8, resampled along x into the ring, one column tile at
   // a time.
   void horizontal(int row0, int n) {
-    const int taps = t_.ax.taps, cn = t_.channels;
-    const std::ptrdiff_t step = static_cast<std::ptrdiff_t>(cn) * kLanes;  // floats per input pixel
-    float* dst[kLanes];
-    for (int r = 0; r < n; ++r) dst[r] = slot(row0 + r);
+    const int pairs = t_.ax.taps / 2, cn = t_.channels, bits = t_.ax.bits;
+    const std::ptrdiff_t step = static_cast<std::ptrdiff_t>(cn) * 16;  // int16 values per input pixel
+    const I round = L::splat(std::int32_t{1} << (bits - 1));
+    std::int16_t* dst[kLanes / 2];  // row0 is even: pairs row0 / 2 + j
+    const int npairs = (n + 1) / 2;   // an odd last row goes with the repeated row after it (weight 0)
+    for (int j = 0; j < npairs; ++j) dst[j] = pair_slot(row0 / 2 + j);
     for (int xt = 0; xt < t_.out_w; xt += t_.tile) {
-      const int xe = imin(xt + t_.tile, t_.out_w);
-      const int first = t_.ax.start[xt], span = t_.ax.start[xe - 1] + taps - first;
+      const int xe = imin(xt + t_.tile, t_.out_w), first = t_.ax.start[xt];
       const std::uint8_t* rows[kLanes];
       for (int r = 0; r < kLanes; ++r)  // short blocks repeat their last row: computed, not stored
         rows[r] = t_.src + static_cast<std::ptrdiff_t>(row0 + imin(r, n - 1)) * t_.src_stride + first * cn;
-      L::transpose_bytes(rows, span * cn, block_);
+      L::pair_columns(rows, 0, tile_pixels(t_, xt) * cn, (t_.in_w - first) * cn, cn, block_);
       // the next tile's input (or the next pass's first), asked for two rows per 8 outputs
       // while this tile computes: the memory then delivers it in time, at an even pace
       InputRows ahead(t_, xe < t_.out_w ? row0 : row0 + n, xe < t_.out_w ? xe : 0);
-      const float* pixels = block_ - first * step;  // pixels + x * step: input column x
+      const std::int16_t* pixels = block_ - first * step;  // pixels + x * step: input column x
       for (int xb = xt; xb < xe; xb += kLanes) {
         ahead.prefetch(xb + kLanes >= xe ? kLanes : 2);
+        I sums[3][kLanes];  // [plane][output xb + i]
         for (int j = 0; j < kLanes; j += 4) {
-          // outputs xb + j .. xb + j + 3: twelve independent sums, enough to keep two fused
-          // multiply-adds in flight per cycle (4 cycles of latency)
+          // outputs xb + j .. xb + j + 3: twelve independent sums, enough to keep two
+          // multiply-adds in flight per cycle
           const int g = (xb + j) / 4;
           const int* at = t_.ax.group_at + 5 * g;
-          const float* w = t_.ax.grouped + static_cast<std::size_t>(g) * taps * 4;  // [k][i]
-          const float* p = pixels + at[0] * step;
+          const std::int32_t* w = t_.ax.grouped + static_cast<std::size_t>(g) * pairs * 4;  // [pair][i]
+          const std::int16_t* p = pixels + at[0] * step;
           const std::ptrdiff_t d1 = at[2] * step, d2 = at[3] * step, d3 = at[4] * step;
-          const float *q0 = p + t_.map[0] * kLanes, *q1 = p + t_.map[1] * kLanes, *q2 = p + t_.map[2] * kLanes;
-          V a0 = L::zero(), a1 = L::zero(), a2 = L::zero(), b0 = L::zero(), b1 = L::zero(), b2 = L::zero();
-          V c0 = L::zero(), c1 = L::zero(), c2 = L::zero(), e0 = L::zero(), e1 = L::zero(), e2 = L::zero();
-          for (int k = 0; k < taps; ++k, q0 += step, q1 += step, q2 += step, w += 4) {
-            V wk = L::set1(w[0]);
-            a0 = L::fma(wk, L::load(q0), a0);
-            a1 = L::fma(wk, L::load(q1), a1);
-            a2 = L::fma(wk, L::load(q2), a2);
-            wk = L::set1(w[1]);
-            b0 = L::fma(wk, L::load(q0 + d1), b0);
-            b1 = L::fma(wk, L::load(q1 + d1), b1);
-            b2 = L::fma(wk, L::load(q2 + d1), b2);
-            wk = L::set1(w[2]);
-            c0 = L::fma(wk, L::load(q0 + d2), c0);
-            c1 = L::fma(wk, L::load(q1 + d2), c1);
-            c2 = L::fma(wk, L::load(q2 + d2), c2);
-            wk = L::set1(w[3]);
-            e0 = L::fma(wk, L::load(q0 + d3), e0);
-            e1 = L::fma(wk, L::load(q1 + d3), e1);
-            e2 = L::fma(wk, L::load(q2 + d3), e2);
+          const std::int16_t *q0 = p + t_.map[0] * 16, *q1 = p + t_.map[1] * 16, *q2 = p + t_.map[2] * 16;
+          I a0 = round, a1 = round, a2 = round, b0 = round, b1 = round, b2 = round;
+          I c0 = round, c1 = round, c2 = round, e0 = round, e1 = round, e2 = round;
+          for (int k = 0; k < pairs; ++k, q0 += 2 * step, q1 += 2 * step, q2 += 2 * step, w += 4) {
+            I wk = L::splat(w[0]);
+            a0 = L::madd(a0, q0, wk);
+            a1 = L::madd(a1, q1, wk);
+            a2 = L::madd(a2, q2, wk);
+            wk = L::splat(w[1]);
+            b0 = L::madd(b0, q0 + d1, wk);
+            b1 = L::madd(b1, q1 + d1, wk);
+            b2 = L::madd(b2, q2 + d1, wk);
+            wk = L::splat(w[2]);
+            c0 = L::madd(c0, q0 + d2, wk);
+            c1 = L::madd(c1, q1 + d2, wk);
+            c2 = L::madd(c2, q2 + d2, wk);
+            wk = L::splat(w[3]);
+            e0 = L::madd(e0, q0 + d3, wk);
+            e1 = L::madd(e1, q1 + d3, wk);
+            e2 = L::madd(e2, q2 + d3, wk);
           }
-          float* tile = tile_ + j * kLanes;  // [plane][x][lane]
-          const V sums[3][4] = {{a0, b0, c0, e0}, {a1, b1, c1, e1}, {a2, b2, c2, e2}};
-          for (int c = 0; c < 3; ++c)
-            for (int i = 0; i < 4; ++i) L::store(tile + (c * kLanes + i) * kLanes, L::round_clip(sums[c][i]));
+          sums[0][j] = a0, sums[0][j + 1] = b0, sums[0][j + 2] = c0, sums[0][j + 3] = e0;
+          sums[1][j] = a1, sums[1][j + 1] = b1, sums[1][j + 2] = c1, sums[1][j + 3] = e1;
+          sums[2][j] = a2, sums[2][j + 1] = b2, sums[2][j + 2] = c2, sums[2][j + 3] = e2;
         }
-        // lanes are rows: transpose each plane's 8 x 8 tile into 8 ring rows
-        for (int c = 0; c < 3; ++c) {
-          V v[kLanes];
-          L::transpose8(tile_ + c * kLanes * kLanes, v);
-          for (int r = 0; r < n; ++r) L::store(dst[r] + c * pad_w_ + xb, v[r]);
-        }
+        // lanes are rows: 8 outputs x 8 rows per plane, rounded and transposed into the ring
+        for (int c = 0; c < 3; ++c) L::store_pairs(sums[c], bits, dst, npairs, 2 * (c * pad_w_ + xb));
       }
     }
   }
@@ -211,134 +235,168 @@ class Resampler {
   // Output row y from the ring: vertical taps, round and clip, then normalize into CHW.
   template <bool Half>
   void vertical(int y) {
-    const int taps = t_.ay.taps, s = t_.ay.start[y];
-    const float* w = t_.ay.weights + static_cast<std::size_t>(y) * taps;
-    // taps grows with the shrink factor (25 for 8K -> 768); past 64 (a 20x shrink) the ring
-    // row of each tap is looked up per use instead of once per output row
-    const float* rows[64];
-    const bool cached = taps <= 64;
+    const int pairs = t_.ay.pair_count[y], m0 = t_.ay.pair_start[y] / 2, bits = t_.ay.bits;
+    const std::int32_t* w = t_.ay.aligned + static_cast<std::size_t>(y) * t_.ay.window_pairs;
+    const I round = L::splat(std::int32_t{1} << (bits - 1));
+    // pairs grow with the shrink factor (12 or 13 for 4320 -> 768 rows); past 32 (a 16x
+    // shrink) the ring slot of each pair is looked up per use instead of once per output row
+    const std::int16_t* rows[32];
+    const bool cached = pairs <= 32;
     if (cached)
-      for (int k = 0; k < taps; ++k) rows[k] = slot(s + k);
+      for (int k = 0; k < pairs; ++k) rows[k] = pair_slot(m0 + k);
     const std::size_t plane = static_cast<std::size_t>(t_.out_h) * t_.out_w;
-    const int whole = t_.out_w / (8 * kLanes) * (8 * kLanes);  // columns in whole chunks of 8 vectors
     for (int c = 0; c < 3; ++c) {
-      const V scale = L::set1(t_.scale[c]), bias = L::set1(t_.bias[c]);
+      const F scale = L::fset1(t_.scale[c]), bias = L::fset1(t_.bias[c]);
       const std::size_t at = c * plane + static_cast<std::size_t>(y) * t_.out_w;
-      const int col = c * pad_w_;
-      // non-temporal stores take 16-byte aligned addresses: the row's start decides
-      const bool stream =
-          !Half && t_.stream && (reinterpret_cast<std::uintptr_t>(static_cast<float*>(t_.out) + at) & 15) == 0;
+      const std::ptrdiff_t col = 2 * static_cast<std::ptrdiff_t>(c) * pad_w_;
+      Writer<Half> out(t_, at);
       int x = 0;
-      for (; x < whole; x += 8 * kLanes) {
-        // eight independent sums (each added in tap order) keep two fused multiply-adds in
-        // flight per cycle
-        V a0 = L::zero(), a1 = L::zero(), a2 = L::zero(), a3 = L::zero();
-        V a4 = L::zero(), a5 = L::zero(), a6 = L::zero(), a7 = L::zero();
-        for (int k = 0; k < taps; ++k) {
-          const float* row = (cached ? rows[k] : slot(s + k)) + col + x;
-          const V wk = L::set1(w[k]);
-          a0 = L::fma(wk, L::load(row + 0 * kLanes), a0);
-          a1 = L::fma(wk, L::load(row + 1 * kLanes), a1);
-          a2 = L::fma(wk, L::load(row + 2 * kLanes), a2);
-          a3 = L::fma(wk, L::load(row + 3 * kLanes), a3);
-          a4 = L::fma(wk, L::load(row + 4 * kLanes), a4);
-          a5 = L::fma(wk, L::load(row + 5 * kLanes), a5);
-          a6 = L::fma(wk, L::load(row + 6 * kLanes), a6);
-          a7 = L::fma(wk, L::load(row + 7 * kLanes), a7);
+      for (; x + 4 * kLanes <= t_.out_w; x += 4 * kLanes) {
+        // four sums of 8 columns: from pair to pair they depend on each other only by an add
+        I a0 = round, a1 = round, a2 = round, a3 = round;
+        for (int k = 0; k < pairs; ++k) {
+          const std::int16_t* p = (cached ? rows[k] : pair_slot(m0 + k)) + col + 2 * x;
+          const I wk = L::splat(w[k]);
+          a0 = L::madd(a0, p, wk);
+          a1 = L::madd(a1, p + 16, wk);
+          a2 = L::madd(a2, p + 32, wk);
+          a3 = L::madd(a3, p + 48, wk);
         }
-        const V sums[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
-        for (int j = 0; j < 8; ++j) {
-          const V value = L::add(L::mul(L::round_clip(sums[j]), scale), bias);
-          const int xj = x + j * kLanes;
-          if (Half)
-            L::store_half(static_cast<std::uint16_t*>(t_.out) + at + xj, value, kLanes);
-          else if (stream)
-            L::stream(static_cast<float*>(t_.out) + at + xj, value);
-          else
-            L::store(static_cast<float*>(t_.out) + at + xj, value);
-        }
+        out.put(L::normalize(a0, bits, scale, bias));
+        out.put(L::normalize(a1, bits, scale, bias));
+        out.put(L::normalize(a2, bits, scale, bias));
+        out.put(L::normalize(a3, bits, scale, bias));
       }
-      for (; x < t_.out_w; x += kLanes) {  // the rest, one vector at a time
-        V sum = L::zero();
-        for (int k = 0; k < taps; ++k)
-          sum = L::fma(L::set1(w[k]), L::load((cached ? rows[k] : slot(s + k)) + col + x), sum);
-        const V value = L::add(L::mul(L::round_clip(sum), scale), bias);
-        const int n = imin(kLanes, t_.out_w - x);
-        if (Half)
-          L::store_half(static_cast<std::uint16_t*>(t_.out) + at + x, value, n);
-        else
-          L::store_n(static_cast<float*>(t_.out) + at + x, value, n);
+      for (; x < t_.out_w; x += kLanes) {  // the rest, 8 columns at a time (the ring is padded)
+        I a = round;
+        for (int k = 0; k < pairs; ++k) a = L::madd(a, (cached ? rows[k] : pair_slot(m0 + k)) + col + 2 * x, L::splat(w[k]));
+        out.put(L::normalize(a, bits, scale, bias), imin(kLanes, t_.out_w - x));
       }
+      out.finish();
     }
   }
 
+  // Stores one output row, 8 values at a time, left to right. A float32 output that streams
+  // (t.stream) is written with non-temporal stores of whole 32-byte lines; a row that starts 16
+  // bytes past a 32-byte boundary first stores 4 values, then each line takes the high half of
+  // one vector and the low half of the next.
+  template <bool Half>
+  class Writer {
+   public:
+    Writer(const ResampleTask& t, std::size_t at) {
+      if (Half) {
+        half_ = static_cast<std::uint16_t*>(t.out) + at;
+        return;
+      }
+      p_ = static_cast<float*>(t.out) + at;
+      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p_);
+      mode_ = !t.stream || (a & 15) ? kPlain : ((a & 31) ? kShifted : kAligned);
+    }
+    void put(const F& v, int n = kLanes) {
+      if (Half) {
+        L::store_half(half_, v, n);
+        half_ += kLanes;
+        return;
+      }
+      if (n < kLanes) {  // the row's last few: a plain store after the streamed part
+        finish();
+        L::store_n(p_, v, n);
+      } else if (mode_ == kAligned) {
+        L::stream(p_, v);
+      } else if (mode_ == kShifted) {
+        if (started_)
+          L::stream_join(p_ - 4, last_, v);
+        else
+          L::stream_low(p_, v);
+        last_ = v;
+        started_ = true;
+      } else {
+        L::store(p_, v);
+      }
+      p_ += kLanes;
+    }
+    void finish() {
+      if (!Half && mode_ == kShifted && started_) L::stream_high(p_ - 4, last_);
+      started_ = false;
+      mode_ = kPlain;
+    }
+
+   private:
+    enum Mode { kPlain, kAligned, kShifted };
+    float* p_ = nullptr;
+    std::uint16_t* half_ = nullptr;
+    Mode mode_ = kPlain;
+    bool started_ = false;
+    F last_{};
+  };
+
   const ResampleTask& t_;
-  const int pad_w_, ring_rows_, row_floats_;
-  float* tile_;    // 8 horizontal results of 8 rows per plane: [plane][x][lane]
-  float* block_;   // transposed input of one column tile: [column][lane]
-  float* ring_;    // resampled rows, planar: [row % ring_rows][plane * pad_w + x]
+  const int pad_w_, ring_pairs_;
+  std::int16_t* block_;  // pair columns of one column tile: [byte column][row][2]
+  std::int16_t* ring_;   // resampled rows: [row / 2 % ring_pairs][plane][x][row % 2]
 };
 
 // Scalar lanes: the portable build, and the reference the AVX2 lanes must equal.
 struct PortableLanes {
-  struct V {
+  struct I {
+    std::int32_t v[kLanes];
+  };
+  struct F {
     float v[kLanes];
   };
-  static V zero() { return set1(0.0f); }
-  static V set1(float a) {
-    V r;
+  static I splat(std::int32_t a) {
+    I r;
+    for (std::int32_t& x : r.v) x = a;
+    return r;
+  }
+  // acc + per lane r: p[2r] * low weight + p[2r + 1] * high weight of the pair word w
+  static I madd(const I& acc, const std::int16_t* p, const I& w) {
+    const int lo = low_weight(w.v[0]), hi = high_weight(w.v[0]);
+    I r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = acc.v[i] + p[2 * i] * lo + p[2 * i + 1] * hi;
+    return r;
+  }
+  // clip8 of 8 sums, normalized: value * scale + bias
+  static F normalize(const I& a, int bits, const F& scale, const F& bias) {
+    F r;
+    for (int i = 0; i < kLanes; ++i) r.v[i] = static_cast<float>(clip8(a.v[i], bits)) * scale.v[i] + bias.v[i];
+    return r;
+  }
+  // s[o]: the sums of output o for rows 0..7 -> clip8 into the ring's pairs of rows:
+  // dst[j][offset + 2 * o + b] = row 2j + b, pairs j < npairs
+  static void store_pairs(const I* s, int bits, std::int16_t* const* dst, int npairs, std::ptrdiff_t offset) {
+    for (int j = 0; j < npairs; ++j)
+      for (int o = 0; o < kLanes; ++o)
+        for (int b = 0; b < 2; ++b) dst[j][offset + 2 * o + b] = static_cast<std::int16_t>(clip8(s[o].v[2 * j + b], bits));
+  }
+  // Pair columns [begin, count) of 8 rows: out[i * 16 + 2r] = rows[r][i], out[i * 16 + 2r + 1]
+  // = rows[r][i + cn], or 0 at or past avail bytes (a phantom tap: its weight is 0).
+  static void pair_columns(const std::uint8_t* const* rows, int begin, int count, int avail, int cn,
+                           std::int16_t* out) {
+    for (int i = begin; i < count; ++i)
+      for (int r = 0; r < kLanes; ++r) {
+        out[static_cast<std::size_t>(i) * 16 + 2 * r] = rows[r][i];
+        out[static_cast<std::size_t>(i) * 16 + 2 * r + 1] = i + cn < avail ? rows[r][i + cn] : 0;
+      }
+  }
+  static F fset1(float a) {
+    F r;
     for (float& x : r.v) x = a;
     return r;
   }
-  static V load(const float* p) {
-    V r;
-    std::memcpy(r.v, p, sizeof r.v);
-    return r;
+  static void store(float* p, const F& a) { std::memcpy(p, a.v, sizeof a.v); }
+  static void stream(float* p, const F& a) { store(p, a); }
+  static void stream_low(float* p, const F& a) { std::memcpy(p, a.v, sizeof(float) * 4); }
+  static void stream_high(float* p, const F& a) { std::memcpy(p, a.v + 4, sizeof(float) * 4); }
+  // p[0..3] = a's high half, p[4..7] = b's low half
+  static void stream_join(float* p, const F& a, const F& b) {
+    stream_high(p, a);
+    stream_low(p + 4, b);
   }
-  static void store(float* p, const V& a) { std::memcpy(p, a.v, sizeof a.v); }
-  static void stream(float* p, const V& a) { store(p, a); }
   static void fence() {}
-  static void store_n(float* p, const V& a, int n) { std::memcpy(p, a.v, sizeof(float) * n); }
-  static void store_half(std::uint16_t* p, const V& a, int n) {
+  static void store_n(float* p, const F& a, int n) { std::memcpy(p, a.v, sizeof(float) * n); }
+  static void store_half(std::uint16_t* p, const F& a, int n) {
     for (int i = 0; i < n; ++i) p[i] = half_bits(a.v[i]);
-  }
-  static V add(const V& a, const V& b) {
-    V r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = a.v[i] + b.v[i];
-    return r;
-  }
-  static V mul(const V& a, const V& b) {
-    V r;
-    for (int i = 0; i < kLanes; ++i) r.v[i] = a.v[i] * b.v[i];
-    return r;
-  }
-  // a * b + c rounded once: exact in double for the kernels' operands (see the top of the file)
-  static V fma(const V& a, const V& b, const V& c) {
-    V r;
-    for (int i = 0; i < kLanes; ++i)
-      r.v[i] = static_cast<float>(static_cast<double>(a.v[i]) * b.v[i] + c.v[i]);
-    return r;
-  }
-  // floor(min(max(x + 0.5, 0), 255.5)): PIL's round-half-up then clip to 0..255
-  static V round_clip(const V& a) {
-    V r;
-    for (int i = 0; i < kLanes; ++i) {
-      float x = a.v[i] + 0.5f;
-      x = x > 0.0f ? x : 0.0f;
-      x = x < 255.5f ? x : 255.5f;
-      r.v[i] = static_cast<float>(static_cast<int>(x));  // x >= 0: truncation is floor
-    }
-    return r;
-  }
-  // m: 8 x 8 floats, row-major; v[r] = column r of m
-  static void transpose8(const float* m, V* v) {
-    for (int r = 0; r < kLanes; ++r)
-      for (int j = 0; j < kLanes; ++j) v[r].v[j] = m[j * kLanes + r];
-  }
-  // 8 rows x count bytes -> out[i * 8 + r] = float(rows[r][i])
-  static void transpose_bytes(const std::uint8_t* const* rows, int count, float* out) {
-    for (int i = 0; i < count; ++i)
-      for (int r = 0; r < kLanes; ++r) out[static_cast<std::size_t>(i) * kLanes + r] = rows[r][i];
   }
 };
 

@@ -1,5 +1,6 @@
 // Frame -> model input: crop, resize (PIL's antialiased bicubic), normalize, HWC -> CHW.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -7,17 +8,26 @@
 
 namespace gi {
 
-// Resampling table of one axis, exactly as Pillow's precompute_coeffs builds it for
-// Image.resize(..., BICUBIC) (a = -0.5, support 2 scaled by the shrink factor, weights
-// normalized to sum 1 in double), then stored as float32 and padded to a common tap count;
-// plus the same weights regrouped by four outputs for the horizontal pass (see AxisView).
+// Resampling table of one axis in 16-bit fixed point (see AxisView): the weights of
+// Pillow's precompute_coeffs for Image.resize(..., BICUBIC) (a = -0.5, support 2 scaled by the
+// shrink factor, normalized to sum 1 in double), quantized as Pillow-SIMD's
+// normalize_coeffs_8bpc does - `bits` fraction bits, the most (up to 22) that keep the largest
+// weight below 2^15, each weight rounded half away from zero - and padded to a common, even
+// tap count; plus the same weights as pair words in the layouts of the two passes.
 struct Axis {
   int taps = 0;
+  int bits = 0;
   std::vector<int> start;
-  std::vector<float> weights;
-  std::vector<float> grouped;
+  std::vector<std::int16_t> weights;  // [output][tap]
+  std::vector<std::int32_t> grouped;
   std::vector<int> group_at;
-  AxisView view() const { return {taps, start.data(), weights.data(), grouped.data(), group_at.data()}; }
+  int window_pairs = 0;
+  std::vector<int> pair_start, pair_count;
+  std::vector<std::int32_t> aligned;  // [output][window_pairs]
+  AxisView view() const {
+    return {taps,          bits,          start.data(),      grouped.data(), group_at.data(),
+            window_pairs, pair_start.data(), pair_count.data(), aligned.data()};
+  }
 };
 
 Axis make_axis(int in_size, int out_size);

@@ -26,11 +26,13 @@ def resize_normalize(
     threads: int = 1,
 ) -> npt.NDArray[np.float32] | npt.NDArray[np.float16]:
     """Crop (x, y, w, h) of an HxWx3/4 uint8 frame (packed pixels, rows may be strided),
-    resize to out's (H, W) with Pillow's antialiased bicubic (8-bit rounding after each pass),
+    resize to out's (H, W) with Pillow's antialiased bicubic in 16-bit fixed point (8-bit
+    rounding after each pass),
     then out[c] = value[channel_map[c]] * scale[c] + bias[c]. Twin: gi_sdk.preprocess.preprocess_numpy."""
 
-def resize_weights(in_size: int, out_size: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-    """(start (out,), weights (out, taps)) of one axis. Twin: gi_sdk.preprocess.resize_weights."""
+def resize_weights(in_size: int, out_size: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int16], int]:
+    """(start (out,), int16 weights (out, taps), fraction bits) of one axis in 16-bit fixed point.
+    Twin: gi_sdk.preprocessing.resize_weights."""
 
 def resize_isa() -> str:
     """'avx2' or 'portable': the build of the resampler this CPU runs."""

@@ -8,18 +8,22 @@ Resize kernel: Pillow's ``Image.resize(..., BICUBIC)``, the kernel of transforme
 image processor that Florence-2 was trained with: a separable cubic (a = -0.5) whose support
 widens with the shrink factor (an antialiased shrink), per-axis weights computed as Pillow
 computes them, horizontal pass first, each pass rounded and clipped to 0..255 as Pillow's 8-bit
-images are. Pillow sums in 22-bit fixed point, we in float32 (fused multiply-adds in tap
-order, each exact in float64, which is how the twin reproduces them bit for bit), so about
-one value in 15,000 differs from Pillow's by one grey level (2,162 of 33.6 M values on the 19
-PolypGen frames, the same against the HF Florence-2 image processor, whose other values are
-within 4.8e-7; docs/native.md). Then ``(v / 255 - mean) / std`` is computed as
+images are. The sums are in 16-bit fixed point, as Pillow-SIMD computes them: int16 weights
+with 14-22 fraction bits per axis (16 along x and 15 along y for 1920x1080 -> 768x768; Pillow
+uses 22), made to sum to exactly one per output, int32 sums. Integer sums are exact in any
+order, which is how the twin matches the native kernel bit for bit. About one value in 7,500
+differs from Pillow's by one grey level, none by more in the tests (4,480 of 33.6 M values on
+the 19 PolypGen frames; against the HF Florence-2 image processor the same values, the others within float32
+rounding of the normalization; docs/native.md). Then ``(v / 255 - mean) / std`` is computed as
 ``v * scale + bias`` in float32.
 
-The native kernel (cpp_ext/resample_kernel.h) resamples 8 input rows at a time in float lanes,
-one L1-sized column tile at a time, then the output rows from a ring of resampled rows; a
-large float32 output is written with non-temporal stores. 1080p -> 768x768 float32 takes
-2.7-4.1 ms on one core of the 2-vCPU AMD EPYC guest it was measured on (12-20x faster than the
-HF image processor in the same runs; ``benchmarks/native.py``).
+The native kernel (cpp_ext/resample_kernel.h) resamples 8 input rows at a time with 16-bit
+multiply-adds of two taps each (``pmaddwd``), one L1-sized column tile at a time, then the
+output rows from a ring of resampled rows kept two by two; a large float32 output is written
+with non-temporal stores. 1080p -> 768x768 float32 took 1.64-1.84 ms on one core of the 2-vCPU
+AMD EPYC guest it was measured on in four of six runs (21-23x faster than the HF image processor
+in the same runs; 2.1-2.6 ms under load in the other two), 1.3-1.5x faster than the float32
+kernel it replaced (``benchmarks/native.py --baseline``; docs/native.md).
 """
 from __future__ import annotations
 
@@ -36,8 +40,9 @@ from .frames import rgb_index
 FLORENCE_MEAN = (0.485, 0.456, 0.406)
 FLORENCE_STD = (0.229, 0.224, 0.225)
 
-#: Weights below this are dropped (both builds): it keeps every multiply-add exact in float64.
-MIN_WEIGHT = 2.0 ** -20
+#: Most fraction bits of the resize weights (Pillow's PRECISION_BITS); an axis gets fewer where
+#: its largest weight would not fit in int16 (``resize_weights``).
+MAX_WEIGHT_BITS = 22
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
@@ -146,11 +151,17 @@ def _bicubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def resize_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(start, weights) of one axis: output i = sum_k weights[i, k] * input[start[i] + k].
+def resize_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(start, weights, bits) of one axis in 16-bit fixed point: output i is
+    ``clip((2 ** (bits - 1) + sum_k weights[i, k] * input[start[i] + k]) >> bits, 0, 255)``.
 
-    Pillow's ``precompute_coeffs`` for BICUBIC, stored as float32; equal, bit for bit, to the
-    native ``resize_weights``.
+    The weights of Pillow's ``precompute_coeffs`` for BICUBIC (float64, normalized to sum 1),
+    quantized as Pillow-SIMD does - ``bits`` is the most fraction bits (at most 22) that keep the
+    largest weight below 2^15, each weight rounded half away from zero to int16 - and then made
+    to sum to exactly 2^bits per output (the rounding residual, one unit at a time, on the
+    weight whose rounding that improves most). The tap count is even (the native kernel takes
+    taps in pairs); an input narrower than that keeps start 0 and a last, zero-weight tap one
+    past its end. Equal, bit for bit, to the native ``resize_weights``.
     """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
@@ -166,36 +177,53 @@ def resize_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]
     for j in range(ksize):  # in order, as Pillow sums
         total = total + k[:, j]
     k = np.where(total[:, None] != 0.0, k / np.where(total == 0.0, 1.0, total)[:, None], k)
+    largest = float(k.max())
+    bits = 0
+    while bits < MAX_WEIGHT_BITS and int(0.5 + largest * (1 << (bits + 1))) < (1 << 15):
+        bits += 1
+    scaled = k * float(1 << bits)
+    fixed = np.trunc(scaled + np.where(k < 0, -0.5, 0.5))
+    # the residual of the rounding goes back one unit at a time, each time on the non-zero
+    # weight whose rounding the step improves most (ties: the first), so each output's weights
+    # sum to 2^bits: a flat area keeps its value
+    residual = float(1 << bits) - fixed.sum(axis=1)
+    while True:
+        rows = np.flatnonzero(residual)
+        if rows.size == 0:
+            break
+        step = np.sign(residual[rows])
+        stepped = fixed[rows] + step[:, None]
+        error = np.where((k[rows] != 0.0) & (np.abs(stepped) <= 32767), np.abs(stepped - scaled[rows]), np.inf)
+        best = np.argmin(error, axis=1)
+        fixed[rows, best] += step
+        residual[rows] -= step
+    fixed = fixed.astype(np.int16)
     taps = max(1, int(count.max()))
-    start = np.where(xmin + taps > in_size, in_size - taps, xmin)
-    weights = np.zeros((out_size, taps), np.float32)
+    taps += taps & 1
+    start = np.where(xmin + taps > in_size, max(in_size - taps, 0), xmin)
+    weights = np.zeros((out_size, taps), np.int16)
     rows = np.repeat(np.arange(out_size), ksize).reshape(out_size, ksize)
     cols = (xmin - start)[:, None] + x[None, :]
     keep = x[None, :] < count[:, None]
-    w32 = k.astype(np.float32)
-    weights[rows[keep], cols[keep]] = np.where(np.abs(w32) < MIN_WEIGHT, np.float32(0), w32)[keep]
+    weights[rows[keep], cols[keep]] = fixed[keep]
     start = start.astype(np.int32)
     start.setflags(write=False)  # cached: shared by every call
     weights.setflags(write=False)
-    return start, weights
-
-
-def _round_clip(acc: np.ndarray) -> np.ndarray:
-    # Pillow's 8-bit rounding: floor(x + 0.5) clipped to 0..255, in float32
-    return np.floor(np.minimum(np.maximum(acc + np.float32(0.5), np.float32(0)), np.float32(255.5)))
+    return start, weights, bits
 
 
 def _resample_axis(src: np.ndarray, axis: int, out_size: int) -> np.ndarray:
-    """One pass along ``axis`` (0: rows, 1: columns) of an (H, W, 3) float array, rounded."""
-    start, weights = resize_weights(src.shape[axis], out_size)
+    """One pass along ``axis`` (0: rows, 1: columns) of an (H, W, 3) int32 array of 0..255:
+    int32 sums of int16 weights, rounded and clipped to 0..255 (Pillow's 8-bit image)."""
+    start, weights, bits = resize_weights(src.shape[axis], out_size)
+    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
     acc = None
-    w64 = weights.astype(np.float64)
     for k in range(weights.shape[1]):
-        taken = np.take(src, start + k, axis=axis).astype(np.float64)
-        w = w64[:, k].reshape((-1, 1, 1) if axis == 0 else (1, -1, 1))
-        # float32(w * v + acc) via float64: exact there, so one rounding, like a fused multiply-add
-        acc = (w * taken if acc is None else w * taken + acc).astype(np.float32)
-    return _round_clip(acc)
+        w = weights[:, k].astype(np.int32).reshape(shape)
+        # mode="clip": the phantom tap past a narrow input (weight 0) reads its last pixel
+        term = w * np.take(src, start + k, axis=axis, mode="clip")
+        acc = term if acc is None else acc + term
+    return np.clip((acc + np.int32(1 << (bits - 1))) >> bits, 0, 255)
 
 
 def preprocess_numpy(frame: np.ndarray, index, rect, size, scale: np.ndarray, bias: np.ndarray,
@@ -206,7 +234,7 @@ def preprocess_numpy(frame: np.ndarray, index, rect, size, scale: np.ndarray, bi
     size: (width, height); scale, bias: float32 (3,); out: (3, height, width) float32/float16.
     """
     x, y, w, h = rect
-    rgb = frame[y:y + h, x:x + w][..., list(index)].astype(np.float32)
+    rgb = frame[y:y + h, x:x + w][..., list(index)].astype(np.int32)
     resampled = _resample_axis(_resample_axis(rgb, 1, size[0]), 0, size[1])
-    out[...] = (resampled * scale + bias).transpose(2, 0, 1)
+    out[...] = (resampled.astype(np.float32) * scale + bias).transpose(2, 0, 1)
     return out

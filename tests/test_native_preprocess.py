@@ -2,8 +2,10 @@
 one grey level of Pillow / transformers' Florence-2 image processor.
 
 Tolerances (docs/native.md): native vs twin: identical bits (float32 and float16); native vs
-Pillow's BICUBIC resize: at most 1 grey level on at most 0.1% of values; native vs the HF
-image processor: the same plus float32 rounding of the normalization (<= 1e-6).
+Pillow's BICUBIC resize (22-bit fixed point; ours 16-bit): at most 1 grey level, on at most
+0.05% of the values of real frames (0.013% measured on PolypGen) and 0.3% of synthetic ones
+(smooth noise, 0.09-0.14% measured); native vs the HF image processor: the same plus float32
+rounding of the normalization (<= 1e-6).
 """
 from __future__ import annotations
 
@@ -105,15 +107,18 @@ def test_portable_build_equals_avx2_and_twin():
 
 
 def test_resize_weights_equal_native():
-    # the per-axis tables are built twice (C++ and numpy) and must agree to the bit
+    # the per-axis tables are built twice (C++ and numpy) and must agree to the bit; each
+    # output's int16 weights sum to exactly 2^bits (a flat area keeps its value)
     mod = needs_native()
     rng = np.random.default_rng(3)
     pairs = [(1920, 768), (1080, 768), (768, 768), (1, 768), (7680, 768), (4320, 768), (640, 768)]
     pairs += [(int(a), int(b)) for a, b in rng.integers(1, 4000, (60, 2))]
     for a, b in pairs:
-        s1, w1 = mod.resize_weights(a, b)
-        s2, w2 = resize_weights(a, b)
-        assert np.array_equal(s1, s2) and np.array_equal(w1.view(np.uint32), w2.view(np.uint32)), (a, b)
+        s1, w1, bits1 = mod.resize_weights(a, b)
+        s2, w2, bits2 = resize_weights(a, b)
+        assert w1.dtype == w2.dtype == np.int16 and w1.shape[1] % 2 == 0, (a, b)
+        assert np.array_equal(s1, s2) and np.array_equal(w1, w2) and bits1 == bits2, (a, b)
+        assert 14 <= bits1 <= 22 and (w2.astype(np.int64).sum(axis=1) == 1 << bits2).all(), (a, b)
 
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -153,6 +158,21 @@ def test_threads_and_strided_views_change_nothing():
     assert np.array_equal(preprocess(big, crop=(90, 60, 1920, 1080), threads=3), one)
 
 
+def test_output_alignment_changes_nothing():
+    # a large float32 output is streamed in whole 32-byte lines: rows that start on a line, 16
+    # bytes into one (numpy's usual) or off both (plain stores) all get the twin's values
+    needs_native()
+    frame = scene((720, 1280, 3), seed=11)
+    want = twin_of(frame, (600, 500))
+    raw = np.empty(3 * 500 * 600 + 16, np.float32)
+    for shift in range(8):
+        at = (-raw.ctypes.data // 4 + shift) % 8
+        out = raw[at:at + 3 * 500 * 600].reshape(3, 500, 600)
+        assert out.ctypes.data % 32 == 4 * shift
+        out[...] = np.nan
+        assert np.array_equal(bits(preprocess(frame, size=(600, 500), out=out)), bits(want)), shift
+
+
 def test_out_buffer_is_reused(impl):
     # the caller's buffer is written in place and returned: no allocation per frame
     frame = scene((120, 160, 3))
@@ -181,7 +201,8 @@ def pillow_rgb(rgb: np.ndarray, size) -> np.ndarray:
 
 
 def test_random_frames_within_one_grey_level_of_pillow():
-    # Pillow sums in 22-bit fixed point, we in float32: a rounding tie can go either way
+    # Pillow sums in 22-bit fixed point, we in 16-bit: a value near a rounding boundary can go
+    # either way
     mod = needs_native()
     pytest.importorskip("PIL")
     for seed, (h, w, ow, oh) in enumerate([(1080, 1920, 768, 768), (300, 200, 768, 768), (97, 403, 61, 17)]):
@@ -189,7 +210,7 @@ def test_random_frames_within_one_grey_level_of_pillow():
         ours = np.empty((3, oh, ow), np.float32)
         mod.resize_normalize(rgb, ours, (0, 0, w, h), (0, 1, 2), [1, 1, 1], [0, 0, 0], 1)
         diff = np.abs(ours - pillow_rgb(rgb, (ow, oh)))
-        assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (h, w, diff.max(), (diff > 0).mean())
+        assert diff.max() <= 1 and (diff > 0).mean() <= 3e-3, (h, w, diff.max(), (diff > 0).mean())
 
 
 @pytest.mark.skipif(not POLYPGEN.is_dir(), reason="PolypGen sample not found at ../shared/data/polypgen")
@@ -207,7 +228,7 @@ def test_polypgen_against_hf_image_processor(hf_processor):
         worst = max(worst, float(diff.max()))
         differing += int((diff > 1e-5).sum())
         total += diff.size
-    assert worst <= GREY + 1e-5 and differing / total <= 1e-3, (worst, differing / total)
+    assert worst <= GREY + 1e-5 and differing / total <= 5e-4, (worst, differing / total)
 
 
 @pytest.mark.skipif(not POLYPGEN.is_dir(), reason="PolypGen sample not found at ../shared/data/polypgen")
