@@ -22,8 +22,10 @@ RUNTIME = [
 ]
 TORCH = "torch>=2.4"  # the Makefile installs the CPU build torch==2.13.0 before this is resolved
 EXTRAS = {
-    "torch": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10"],
+    "torch": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10",
+              "llguidance>=1.0"],  # JSON-constrained decoding of the decoder-only VLM families
     "train": [TORCH, "transformers>=4.57", "safetensors>=0.4", "pillow>=10", "peft>=0.13", "accelerate>=1.0",
+              "llguidance>=1.0",  # evaluating decoder-only VLMs runs them through the Session
               # evaluation (gi_sdk.train.metrics): maintained metric implementations
               "sacrebleu>=2.4", "rouge-score>=0.1.2", "nltk>=3.9", "pycocotools>=2.0.8", "scipy>=1.11"],
     "export": [TORCH, "transformers>=4.57", "safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.18"],

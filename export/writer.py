@@ -105,6 +105,9 @@ def export_bundle(checkpoint, out, precision="fp32", calibration=None, tensorrt:
         ck = Checkpoint.open(source)
         if ck.bundle is not None:
             raise ExportError(f"{source} is already a bundle; give the checkpoint it was exported from")
+        if ck.family.answers != "location_tokens":  # see gi_sdk.backends.torch_vlm
+            raise ExportError(f"{source} is a {ck.family.name} checkpoint: bundles hold Florence-2's four ONNX parts "
+                              "only; run decoder-only VLMs from the checkpoint with backend 'torch'")
         staging = work / "bundle"
         _say(log, f"exporting {source} to ONNX")
         model = transformers.Florence2ForConditionalGeneration.from_pretrained(source).eval()

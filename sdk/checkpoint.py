@@ -8,7 +8,10 @@ Given a model bundle (a folder with manifest.json) it checks the bundle (``gi_sd
 and describes it from the manifest; ``checkpoint.bundle`` is then set.
 
 Family-specific facts live in the ``FAMILIES`` table, keyed by family name, so a new family
-(decoder-only VLMs answering in JSON) is a new row, not a new if-branch.
+is a new row, not a new if-branch. Florence-2 answers in location tokens; the decoder-only
+VLM families (LLaVA, Idefics3 / SmolVLM, Qwen2-VL / Qwen2.5-VL) answer in JSON
+(``answers="json"``: ``gi_sdk.json_tasks``) and are run through transformers' own processor
+and ``generate`` (``gi_sdk.backends.torch_vlm``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ class Family:
     weights: tuple              # weight files, any of which makes a folder loadable
     default_image_size: int
     default_image_seq_length: int
+    answers: str = "location_tokens"  # or "json": a decoder-only VLM answering in JSON
+    end_of_turn: str | None = None    # the token that closes the model's turn (JSON families)
 
 
 FAMILIES = {
@@ -42,7 +47,40 @@ FAMILIES = {
         default_image_size=768,
         default_image_seq_length=577,
     ),
+    # Decoder-only VLMs: the image size and sequence length below are informational (their
+    # transformers processor prepares the image); end_of_turn is what their chat template
+    # closes an assistant turn with, so generation stops there and training teaches it.
+    "llava": Family(
+        name="llava", model_types=("llava",), image_token="<image>",
+        weights=("model.safetensors", "model.safetensors.index.json"),
+        default_image_size=336, default_image_seq_length=576, answers="json", end_of_turn="</s>",
+    ),
+    "idefics3": Family(  # SmolVLM is Idefics3's architecture with its own model_type
+        name="idefics3", model_types=("idefics3", "smolvlm"), image_token="<image>",
+        weights=("model.safetensors", "model.safetensors.index.json"),
+        default_image_size=364, default_image_seq_length=169, answers="json", end_of_turn="<end_of_utterance>",
+    ),
+    "qwen2_5_vl": Family(  # its processor needs torchvision (transformers' Qwen2-VL video processor)
+        name="qwen2_5_vl", model_types=("qwen2_5_vl", "qwen2_vl"), image_token="<|image_pad|>",
+        weights=("model.safetensors", "model.safetensors.index.json"),
+        default_image_size=448, default_image_seq_length=256, answers="json", end_of_turn="<|im_end|>",
+    ),
 }
+
+
+def _token_id(value, default: int) -> int:
+    """A special-token id from a config: an int, the first of a list, or ``default`` when absent."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return default if value is None else int(value)
+
+
+def _side(size: dict, default: int) -> tuple:
+    """(width, height) from an image processor's ``size`` ({height, width}, longest_edge, ...)."""
+    if "width" in size and "height" in size:
+        return int(size["width"]), int(size["height"])
+    side = size.get("longest_edge") or size.get("shortest_edge") or default
+    return int(side), int(side)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -105,9 +143,9 @@ class Checkpoint:
         root = Path(path).expanduser()
         if is_bundle(root):
             return cls.from_bundle(Bundle.open(root))
-        expected = ("expected a merged Florence-2 checkpoint folder with config.json "
-                    "(model_type 'florence2'), model.safetensors and tokenizer.json, or a model "
-                    "bundle folder with manifest.json")
+        expected = ("expected a merged Florence-2 (or decoder-only VLM) checkpoint folder with config.json "
+                    f"(model_type {', '.join(sorted(t for f in FAMILIES.values() for t in f.model_types))}), "
+                    "model.safetensors and tokenizer.json, or a model bundle folder with manifest.json")
         if not root.exists():
             raise ModelLoadError(f"model path {root} does not exist; {expected}")
         if not root.is_dir():
@@ -130,8 +168,7 @@ class Checkpoint:
 
         pre = _read_json(root / "preprocessor_config.json", "preprocessor_config.json")
         proc = _read_json(root / "processor_config.json", "processor_config.json")
-        size = pre.get("size") or {}
-        side = family.default_image_size
+        pre = pre or proc.get("image_processor") or {}  # processors that keep it in processor_config.json
         text = config.get("text_config") or {}
         banned = (proc.get("post_processor_config") or {}).get("phrase_grounding", {}).get(
             "banned_grounding_tokens", ["the image"])
@@ -139,15 +176,15 @@ class Checkpoint:
             path=root,
             family=family,
             config=config,
-            image_size=(int(size.get("width", side)), int(size.get("height", side))),
+            image_size=_side(pre.get("size") or {}, family.default_image_size),
             image_mean=tuple(pre.get("image_mean", FLORENCE_MEAN)),
             image_std=tuple(pre.get("image_std", FLORENCE_STD)),
             image_seq_length=int(pre.get("image_seq_length", family.default_image_seq_length)),
-            image_token_id=int(config.get("image_token_id")),
-            bos_token_id=int(text.get("bos_token_id", 0)),
-            eos_token_id=int(text.get("eos_token_id", 2)),
-            pad_token_id=int(text.get("pad_token_id", 1)),
-            decoder_start_token_id=int(text.get("decoder_start_token_id", 2)),
+            image_token_id=_token_id(config.get("image_token_id", config.get("image_token_index")), -1),
+            bos_token_id=_token_id(text.get("bos_token_id"), 0),
+            eos_token_id=_token_id(text.get("eos_token_id"), 2),
+            pad_token_id=_token_id(text.get("pad_token_id"), 1),
+            decoder_start_token_id=_token_id(text.get("decoder_start_token_id"), 2),
             banned_grounding_phrases=tuple(banned),
             generation_config=_read_json(root / "generation_config.json", "generation_config.json"),
         )

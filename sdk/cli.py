@@ -100,13 +100,18 @@ def _eval(args) -> int:
     if not args.model or not args.data:
         print("gi-sdk eval: error: give MODEL and --data (or --predictions FILE.jsonl)", file=sys.stderr)
         return 2
+    if args.role_prefix == "expert":
+        from .train.ablations import EXPERT_ROLE
+
+        args.role_prefix = EXPERT_ROLE
     if args.data == "synthetic":
         specs, max_skip = [E.synthetic_spec(args.model, args.seed, args.n)], 0.05
     else:
         specs, max_skip = E.read_data_file(args.data)
     report = E.evaluate(args.model, specs, limit=args.limit, max_new_tokens=args.max_new_tokens,
                         backend=args.backend, device=args.device, max_skip_share=max_skip, out=args.out,
-                        samples_out=args.samples, medico_dir=args.medico, progress=not args.quiet)
+                        samples_out=args.samples, medico_dir=args.medico, progress=not args.quiet,
+                        role_prefix=args.role_prefix, swapped_images=args.swapped_images, nonsense=args.nonsense)
     print(json.dumps(report["overall"], indent=2))
     print(f"wrote {args.out} ({report['overall']['n']} examples, {report['seconds']:.0f} s)")
     return 0
@@ -191,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", default=None, help="also write one JSON line per example (input, target, output)")
     ev.add_argument("--medico", default=None, metavar="DIR", help="also write MediaEval Medico 2025 Task 1 / "
                                                                   "Task 2 submission files into DIR")
+    ev.add_argument("--role-prefix", nargs="?", const="expert", default=None, metavar="TEXT",
+                    help="ask every question behind a role; without TEXT the seed's expert gastroenterologist")
+    ev.add_argument("--swapped-images", action="store_true",
+                    help="also answer every example on another image (does the model use the image?)")
+    ev.add_argument("--nonsense", action="store_true",
+                    help="also ask each image about things no endoscopy frame shows, and count the yeses")
     ev.add_argument("--backend", default="auto")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -44,7 +44,8 @@ def draw_result(frame: np.ndarray, result: Result, alpha: float = 0.35, copy: bo
     """Draw ``result`` on a BGR ``frame`` (a copy unless ``copy=False``) and return it.
 
     Boxes, translucent polygon fills (``alpha``), and a caption per instance: label, tracker id
-    (``track_ids`` aligned with the instances; -1 draws none) and the result's confidence.
+    (``track_ids`` aligned with the instances; -1 draws none) and the instance's score
+    (``result.scores``; the result's confidence when it has none).
     """
     out = frame.copy() if copy else frame
     h, w = out.shape[:2]
@@ -58,17 +59,17 @@ def draw_result(frame: np.ndarray, result: Result, alpha: float = 0.35, copy: bo
                 cv2.polylines(out, pts, True, colour_for(label), max(1, int(scale * 2)), cv2.LINE_AA)
         touched = np.any(fill != out, axis=2)
         out[touched] = cv2.addWeighted(fill, alpha, out, 1 - alpha, 0)[touched]
-    confidence = float(result.confidence) if show_confidence else None
+    scores = result.scores.tolist() if len(result.scores) == len(result) else [float(result.confidence)] * len(result)
     ids = [None] * len(result) if track_ids is None else [int(i) for i in track_ids]
-    for box, label, track_id in zip(result.boxes, result.labels, ids):
+    for box, label, track_id, score in zip(result.boxes, result.labels, ids, scores):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         colour = colour_for(label)
         if x2 - x1 < 2 and y2 - y1 < 2:  # a point
             cv2.drawMarker(out, (x1, y1), colour, cv2.MARKER_CROSS, int(20 * scale), max(1, int(scale * 2)))
         else:
             cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, int(scale * 3)), cv2.LINE_AA)
-        _text(out, instance_caption(label, confidence, track_id), (x1, max(int(18 * scale), y1 - 6)),
-              0.6 * scale, colour)
+        caption = instance_caption(label, score if show_confidence else None, track_id)
+        _text(out, caption, (x1, max(int(18 * scale), y1 - 6)), 0.6 * scale, colour)
     if result.answer and result.task in ("ask", "explain", "caption"):
         draw_answer(out, result.answer)
     return out

@@ -43,9 +43,15 @@ class Result:
     token_ids: the generated token ids.
     image_size: (width, height) of the frame the coordinates refer to.
     timings: milliseconds per stage (preprocess, vision, encode, generate, decode, total).
+    scores: (N,) float32 in [0, 1], one probability per instance (``gi_sdk.scores``: the
+        geometric mean of the probabilities of its label and location tokens); empty when
+        not known.
     abstained: True when the Session was told to abstain below a confidence
         (``Session(..., abstain_below=0.5)``) and this result's confidence is lower: what the
         model said is kept for inspection, but the result says not to act on it.
+    parse_failed: True when the model's answer could not be read in the task's format (a
+        JSON answer that does not parse): no instances, ``count`` None, ``answer`` and
+        ``raw_text`` keep what the model wrote.
     """
 
     task: str
@@ -62,6 +68,8 @@ class Result:
     timings: dict = field(default_factory=dict)
     explanation: str | None = None
     abstained: bool = False
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    parse_failed: bool = False
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4) if len(self.boxes) else _empty_boxes()
@@ -75,6 +83,11 @@ class Result:
             )
         if self.polygons and len(self.polygons) != n:
             raise ValueError(f"Result has {len(self.polygons)} polygon instances for {n} boxes")
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1) if len(self.scores) else np.zeros(0, np.float32)
+        if len(self.scores) and len(self.scores) != n:
+            raise ValueError(f"Result has {len(self.scores)} scores for {n} instances")
+        if not np.all((self.scores >= 0) & (self.scores <= 1)):
+            raise ValueError(f"Result scores must be probabilities in [0, 1], got {self.scores}")
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -89,6 +102,7 @@ class Result:
             points=self.points[idx],
             labels=[self.labels[i] for i in idx],
             polygons=[self.polygons[i] for i in idx] if self.polygons else [],
+            scores=self.scores[idx] if len(self.scores) else self.scores,
             count=len(idx) if self.count is not None and self.task != "ask" else self.count,
         )
 
@@ -128,7 +142,9 @@ class Result:
             "points": self.points.round(2).tolist(),
             "count": self.count,
             "confidence": round(float(self.confidence), 4),
+            "scores": self.scores.round(4).tolist(),
             "abstained": self.abstained,
+            "parse_failed": self.parse_failed,
             "image_size": list(self.image_size),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -8,7 +8,9 @@
 >>> r = session.segment(frame, "polyp")  # r.polygons, r.masks()
 
 One frame's way: preprocess -> encode_image (vision tower, once per frame: several tasks on
-the same frame reuse it) -> encode_prompt (once per task) -> greedy generation -> decode.
+the same frame reuse it) -> encode_prompt (once per task) -> greedy generation, held to the
+task's grammar (``gi_sdk.grammar``) -> decode, with a probability per instance
+(``gi_sdk.scores``). ``run_many`` runs several prompts on one frame as one batched decode.
 A bad frame or prompt raises a ``gi_sdk.errors`` exception for that call only; the Session
 keeps working. One Session may be shared by threads: model calls are serialized.
 """
@@ -26,9 +28,12 @@ from .checkpoint import Checkpoint
 from .decode import build_result
 from .errors import PromptError
 from .frames import check_frame
-from .generate import greedy
+from .generate import greedy, greedy_batch
+from .grammar import GrammarVocab
 from .preprocessing import preprocess
 from .result import Result
+from .scores import instance_scores
+from .token_decoder import TokenVocab
 
 
 class _Timer:
@@ -57,11 +62,15 @@ class Session:
         ``"rgb"``, ``"bgra"`` or ``"rgba"``.
     abstain_below: a confidence in [0, 1]; results below it come back with
         ``abstained=True`` (instead of an answer that looks as sure as any other). None: never.
+    constrained: hold every output to its task's grammar (``gi_sdk.grammar``: it always
+        parses, and the budget closes it cleanly). False: plain greedy, the tokens of
+        transformers' ``generate`` (what the equivalence checks compare).
     """
 
     def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr",
-                 abstain_below: float | None = None):
+                 abstain_below: float | None = None, constrained: bool = True):
         self.abstain_below = _check_threshold(abstain_below)
+        self.constrained = bool(constrained)
         if path is None:  # the built-in model; ModelLoadError saying how to build it when absent
             from .bundle import builtin_bundle
 
@@ -71,13 +80,20 @@ class Session:
 
         self.tokenizer = Tokenizer.from_file(str(self.checkpoint.tokenizer_file))
         self.backend_name = resolve_backend(backend, model_kind(self.checkpoint))
-        self.backend = load_backend(self.backend_name, self.checkpoint, device=device)
+        if self.checkpoint.family.answers == "json":  # decoder-only VLMs: gi_sdk.json_session runs them
+            from .json_session import JsonAnswerer
+
+            self.backend = JsonAnswerer(self.backend_name, self.checkpoint, self.tokenizer, device)
+        else:
+            self.backend = load_backend(self.backend_name, self.checkpoint, device=device)
         self.channels = channels
         self.generation = self._generation_defaults()
         self._lock = threading.RLock()
         self._prompt_cache: dict[str, np.ndarray] = {}
         self._vision_key = None
         self._vision_features = None
+        self._token_vocab = None    # the id classes, for grammars and instance scores (built on first use)
+        self._grammar_vocab = None
 
     def __repr__(self) -> str:
         return (f"Session({str(self.checkpoint.path)!r}, family={self.checkpoint.family.name!r}, "
@@ -114,6 +130,8 @@ class Session:
         spec = T.get_task(task)
         prompt = T.build_prompt(spec, text)
         check_frame(frame)
+        if self.checkpoint.family.answers == "json":  # asked in words, answered in JSON
+            return self.backend.run(self, frame, spec, text, max_new_tokens, threshold)
         budget = int(max_new_tokens or spec.max_new_tokens)
         timer = _Timer()
         start = time.perf_counter()
@@ -124,18 +142,48 @@ class Session:
             with timer.stage("generate"):
                 gen = greedy(self.backend, state, start_id=self.checkpoint.decoder_start_token_id,
                              eos_id=self.checkpoint.eos_token_id, max_new_tokens=budget,
-                             force_eos_at_budget=self.generation["forced_eos"])
-        with timer.stage("decode"):
-            ids = np.concatenate([[self.checkpoint.decoder_start_token_id], gen.token_ids])
-            text_out = self.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
-            result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
-                                  banned_phrases=self.checkpoint.banned_grounding_phrases,
-                                  confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
-        result.abstained = threshold is not None and result.confidence < threshold
-        timer.ms["first_token"] = gen.first_token_ms
-        timer.ms["total"] = (time.perf_counter() - start) * 1e3
-        result.timings = timer.ms
-        return result
+                             force_eos_at_budget=self.generation["forced_eos"], grammar=self._grammar(spec))
+        return self._result(spec, gen, frame, threshold, timer, start)
+
+    def run_many(self, frame, requests, max_new_tokens: int | None = None,
+                 abstain_below: float | None = None) -> list[Result]:
+        """Run several tasks on one frame: the vision tower runs once and the prompts decode
+        together as one batch (on backends that decode batches; others run them one by one).
+
+        requests: ``(task, text)`` pairs, or task names for tasks that take no text.
+        Returns one Result per request, in order, each equal to what ``run`` gives for it;
+        their shared stages (preprocess, vision, encode, generate) carry the batch's times.
+
+        >>> detected, answer = session.run_many(frame, ["detect", ("ask", "Is there a polyp?")])
+        """
+        threshold = self.abstain_below if abstain_below is None else _check_threshold(abstain_below)
+        items = [(item, None) if isinstance(item, str) else tuple(item) for item in requests]
+        jobs = []
+        for task, text in items:
+            spec = T.get_task(task)
+            jobs.append((spec, T.build_prompt(spec, text), int(max_new_tokens or spec.max_new_tokens)))
+        check_frame(frame)
+        if len(jobs) < 2 or not getattr(self.backend, "decodes_batches", False):
+            # one prompt, or a backend whose decoder takes one sequence at a time
+            return [self.run(frame, task, text, max_new_tokens, threshold) for task, text in items]
+        timer = _Timer()
+        start = time.perf_counter()
+        with self._lock:
+            features = self._image_features(frame, timer)
+            with timer.stage("encode"):
+                ids, mask = _padded([self._prompt_ids(prompt) for _, prompt, _ in jobs], self.checkpoint.pad_token_id)
+                state = self.backend.encode_prompt(features, ids, mask)
+            with timer.stage("generate"):
+                gens = greedy_batch(self.backend, state, start_id=self.checkpoint.decoder_start_token_id,
+                                    eos_id=self.checkpoint.eos_token_id, max_new_tokens=[j[2] for j in jobs],
+                                    force_eos_at_budget=self.generation["forced_eos"],
+                                    grammars=[self._grammar(spec) for spec, _, _ in jobs])
+        results = []
+        for (spec, _, _), gen in zip(jobs, gens):
+            own = _Timer()
+            own.ms = dict(timer.ms)
+            results.append(self._result(spec, gen, frame, threshold, own, start))
+        return results
 
     def stream(self, source, task: str = "detect", text: str | None = None, **options):
         """Run ``task`` on live video; iterate the returned ``gi_sdk.stream.Stream`` for a
@@ -159,6 +207,36 @@ class Session:
         return Stream(self, source, task, text, **options)
 
     # ------------------------------------------------------------------ internals
+    def _result(self, spec, gen, frame, threshold, timer: _Timer, start: float) -> Result:
+        """The Result of one generation: decoded, scored per instance, timed."""
+        with timer.stage("decode"):
+            ids = np.concatenate([[self.checkpoint.decoder_start_token_id], gen.token_ids])
+            text_out = self.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+            result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
+                                  banned_phrases=self.checkpoint.banned_grounding_phrases,
+                                  confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
+            result.scores = instance_scores(result, gen.token_ids, gen.token_probs, self._vocab())
+        result.abstained = threshold is not None and result.confidence < threshold
+        timer.ms["first_token"] = gen.first_token_ms
+        timer.ms["total"] = (time.perf_counter() - start) * 1e3
+        result.timings = timer.ms
+        return result
+
+    def _vocab(self) -> TokenVocab:
+        """The tokenizer's id classes (``gi_sdk.token_decoder.TokenVocab``), built once."""
+        if self._token_vocab is None:
+            self._token_vocab = TokenVocab.from_tokenizer(self.tokenizer)
+        return self._token_vocab
+
+    def _grammar(self, spec):
+        """The task's compiled grammar, or None when the Session is not constrained."""
+        if not self.constrained:
+            return None
+        if self._grammar_vocab is None:
+            ck = self.checkpoint
+            self._grammar_vocab = GrammarVocab.from_token_vocab(self._vocab(), ck.eos_token_id, ck.bos_token_id)
+        return self._grammar_vocab.for_task(spec)
+
     def _generation_defaults(self) -> dict:
         config = self.checkpoint.generation_config
         return {"forced_eos": config.get("forced_eos_token_id") is not None}
@@ -197,6 +275,17 @@ class Session:
             features = self.backend.encode_image(pixels)
         self._vision_key, self._vision_features = frame.copy(), features
         return features
+
+
+def _padded(rows: list, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1, L_i) prompt ids -> (B, L) ids padded on the right with ``pad_id``, and the (B, L)
+    int64 attention mask (1 on real tokens). Right padding keeps every prompt's positions."""
+    width = max(r.shape[1] for r in rows)
+    ids = np.full((len(rows), width), pad_id, np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
+    for b, r in enumerate(rows):
+        ids[b, :r.shape[1]], mask[b, :r.shape[1]] = r[0], 1
+    return ids, mask
 
 
 def _check_threshold(value):

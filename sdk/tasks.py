@@ -103,6 +103,15 @@ _TASKS = [
          "Count instances of a class: one labelled box per instance."),
     Task("point", "<MedPOINT>", POINTS, "<MedPOINT> {input}", True, 96, None,
          "Point at instances of a class: one labelled point per instance."),
+    # The upper-GI instruction seed's task kinds (CAP, describing the image, is "caption"):
+    # CLS classify the site or finding (scored by accuracy), REC locate what an expression
+    # refers to (a box, right when IoU >= 0.5), REG name the finding in a given region.
+    Task("classify", "<MedCLS>", TEXT, "<MedCLS> {input}", True, 24, None,
+         "CLS: classify the frame (site, finding) as the instruction asks: one class name."),
+    Task("locate", "<MedREC>", BOXES, "<MedREC> {input}", True, 64, None,
+         "REC: the box of what a referring expression names (label<loc x4>)."),
+    Task("name_region", "<MedREG>", TEXT, "<MedREG> {input}", True, 24, None,
+         "REG: name the finding in a region given as <loc_x1><loc_y1><loc_x2><loc_y2>."),
 ]
 
 TASKS: dict[str, Task] = {t.name: t for t in _TASKS}

@@ -28,6 +28,9 @@ from gi_sdk.tasks import TASKS
 
 from .presets import get_preset
 
+#: Values of ``TrainConfig.quantization``: None (full precision) or QLoRA's 4-bit base.
+QUANTIZATIONS = (None, "4bit")
+
 
 @dataclass
 class SourceSpec:
@@ -97,6 +100,16 @@ class TrainConfig:
                                                                "(CUDA when present, torchrun/accelerate ranks)"})
     bf16: bool = field(default=False, metadata={"help": "train in bfloat16 mixed precision (GPU)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    train_projector: bool = field(default=False, metadata={
+        "help": "also train the vision-language projector in full (peft modules_to_save), as the alignment "
+                "stage of the two-stage recipe does"})
+    quantization: str | None = field(default=None, metadata={
+        "help": "'4bit': QLoRA, the base loaded in 4-bit NF4 while the adapter trains (needs bitsandbytes and a "
+                "CUDA GPU; refused otherwise); the merge then folds the adapter into the full-precision base"})
+    stages: list = field(default_factory=list, metadata={
+        "help": "run several stages in order, each a mapping of fields that differ from this config (name, "
+                "sources, max_steps, train_projector, ...) and each starting from the previous stage's merged "
+                "checkpoint; the last writes output_dir (see gi_sdk.train.two_stage). Empty: one stage"})
 
     def __post_init__(self):
         self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
@@ -110,11 +123,37 @@ class TrainConfig:
         unknown = sorted(set(self.task_weights) - set(TASKS))
         if unknown:  # a misspelt task would silently keep weight 1.0
             raise ValueError(f"task_weights names unknown tasks {unknown}; known: {sorted(TASKS)}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if self.quantization and get_preset(self.lora).rank == 0:
+            raise ValueError("quantization (QLoRA) trains an adapter on a frozen 4-bit base; the 'full' preset has "
+                             "no adapter: choose a LoRA preset or drop quantization")
+        for i in range(len(self.stages)):  # a bad stage fails at load time, not after stage 1 trained
+            self.stage_config(i)
         labels = [s.label for s in self.sources]
         if len(set(labels)) != len(labels):  # weights and the data report are keyed by name
             raise ValueError(f"two sources share a name in {labels}; give them distinct 'name's")
 
     # ------------------------------------------------------------------ resolved values
+    def stage_config(self, index: int, base: str | None = None, output_dir: str | None = None) -> "TrainConfig":
+        """The config of stage ``index``: this config with the stage's fields (its ``name`` is
+        the stage's folder name, not a field), on ``base`` and writing ``output_dir``."""
+        stage = self.stages[index]
+        if not isinstance(stage, dict):
+            raise ValueError(f"stage {index}: a stage is a mapping of TrainConfig fields, got {type(stage).__name__}")
+        fixed = sorted({"base", "output_dir", "stages"} & set(stage))
+        if fixed:
+            raise ValueError(f"stage {index}: {fixed} cannot differ between stages (each stage starts from the "
+                             "previous one's output; the last writes output_dir)")
+        fields_ = {k: v for k, v in stage.items() if k != "name"}
+        data = {**self.to_dict(), "stages": [], **fields_,
+                "base": base or self.base, "output_dir": output_dir or self.output_dir}
+        return TrainConfig.from_dict(data)
+
+    def stage_name(self, index: int) -> str:
+        """The name of stage ``index`` (its ``name``, else ``stage1``, ``stage2`` ...)."""
+        return str(self.stages[index].get("name") or f"stage{index + 1}")
+
     def lora_settings(self) -> dict:
         """The preset with this config's overrides applied: rank, alpha, dropout,
         target_modules, freeze_vision_tower, learning_rate, warmup_ratio, preset."""
@@ -129,6 +168,8 @@ class TrainConfig:
             "freeze_vision_tower": pick(self.freeze_vision_tower, p.freeze_vision_tower),
             "learning_rate": pick(self.learning_rate, p.learning_rate),
             "warmup_ratio": pick(self.warmup_ratio, p.warmup_ratio),
+            "train_projector": self.train_projector,
+            "quantization": self.quantization,
         }
 
     # ------------------------------------------------------------------ files

@@ -30,6 +30,7 @@ from gi_sdk import tasks as T
 from gi_sdk.errors import GiSdkError, SourceError
 from gi_sdk.result import Result
 
+from . import ablations as A
 from .config import SourceSpec
 from .json_files import write_json, write_jsonl
 from .scoring import Scored, score_all, truth_of
@@ -192,13 +193,18 @@ def run_examples(session, examples: list, max_new_tokens: int | None = None, pro
 
 def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int | None = None,
              backend: str = "auto", device: str = "cpu", max_skip_share: float = 0.05,
-             out=None, samples_out=None, medico_dir=None, progress: bool = False) -> dict:
+             out=None, samples_out=None, medico_dir=None, progress: bool = False,
+             role_prefix: str | None = None, swapped_images: bool = False, nonsense: bool = False) -> dict:
     """Evaluate the model at ``model_path`` on the examples of ``specs`` (SourceSpec list).
 
     limit: score only the first N examples. max_new_tokens: cap every task's token budget
     (default: each task's own). out: write the report JSON there. samples_out: write one
     JSON line per example (input, target, raw output, answer, boxes, error). medico_dir:
     also write the MediaEval Medico 2025 Task 1 / Task 2 files there (``gi_sdk.train.medico``).
+    The seed papers' extras (``gi_sdk.train.ablations``): role_prefix asks every input behind
+    an expert role; swapped_images adds an ``ablations.swapped_images`` block (the same examples
+    answered on other images); nonsense adds ``ablations.nonsense`` (questions about things no
+    frame shows). Every block carries its zero-case and parse-failure counts.
     Returns the report dict.
     """
     from gi_sdk.session import Session
@@ -209,16 +215,26 @@ def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int
     session = Session(model_path, backend=backend, device=device)  # a bad model fails before the data is read
     examples, data_report = load_sources(specs, max_skip_share)
     examples = examples[:limit] if limit else examples
+    if role_prefix:
+        examples = A.with_role(examples, role_prefix)
     scored, records = run_examples(session, examples, max_new_tokens, progress)
     report = {
         "model": {"path": str(model_path), "weights_sha256": weights_sha256(model_path),
                   "backend": session.backend_name, "device": device},
         "data": {"sources": [asdict(s) for s in specs], "report": data_report.to_json(),
                  "examples_scored": len(examples), "limit": limit},
-        "settings": {"max_new_tokens": max_new_tokens, "decoding": "greedy"},
+        "settings": {"max_new_tokens": max_new_tokens, "decoding": "greedy", "role_prefix": role_prefix},
         **score_all(scored),
-        "seconds": round(time.perf_counter() - start, 2),
     }
+    ablations = {}
+    if swapped_images:
+        swapped, _ = run_examples(session, A.swap_images(examples, _read_image), max_new_tokens, progress)
+        ablations["swapped_images"] = score_all(swapped)
+    if nonsense:
+        ablations["nonsense"] = A.nonsense_check(session, examples, _read_image, max_new_tokens=max_new_tokens)
+    if ablations:
+        report["ablations"] = ablations
+    report["seconds"] = round(time.perf_counter() - start, 2)
     report["overall"]["ms_per_example"] = round(1e3 * sum(r["seconds"] for r in records) / max(len(records), 1), 1)
     if samples_out:
         write_jsonl(samples_out, records)

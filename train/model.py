@@ -12,7 +12,7 @@ from pathlib import Path
 from gi_sdk.errors import require
 from gi_sdk.tasks import NEW_TASK_TOKENS
 
-from .presets import target_regex
+from .presets import PROJECTORS, target_regex
 
 
 def load_tokenizer(base) -> tuple:
@@ -27,15 +27,18 @@ def load_tokenizer(base) -> tuple:
 
 
 def task_token_ids(tokenizer) -> list[int]:
-    """Ids of every ``NEW_TASK_TOKENS`` entry (all present after ``load_tokenizer``)."""
-    return [tokenizer.token_to_id(t) for t in NEW_TASK_TOKENS]
+    """Ids of the ``NEW_TASK_TOKENS`` the tokenizer has (all of them after ``load_tokenizer``;
+    none for the decoder-only families, which are asked in words)."""
+    ids = [tokenizer.token_to_id(t) for t in NEW_TASK_TOKENS]
+    return [i for i in ids if i is not None]
 
 
-def load_base_model(base, tokenizer):
+def load_base_model(base, tokenizer, quantization=None):
     """The native Florence2ForConditionalGeneration at ``base``, embeddings grown to fit the
-    tokenizer when tokens were added."""
+    tokenizer when tokens were added; 4-bit when ``quantization`` (a ``BitsAndBytesConfig``)."""
     transformers = require("transformers", "train")
-    model = transformers.Florence2ForConditionalGeneration.from_pretrained(base)
+    extra = {"quantization_config": quantization} if quantization is not None else {}
+    model = transformers.Florence2ForConditionalGeneration.from_pretrained(base, **extra)
     needed = tokenizer.get_vocab_size(with_added_tokens=True)
     if needed > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(needed)
@@ -58,10 +61,17 @@ def add_lora(model, settings: dict, tokenizer):
     config = peft.LoraConfig(
         r=settings["rank"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
         target_modules=target_regex(settings["target_modules"], settings["freeze_vision_tower"]),
-        trainable_token_indices=task_token_ids(tokenizer),
+        trainable_token_indices=task_token_ids(tokenizer) or None,
+        # the two-stage recipe's alignment stage trains the projector in full beside the adapter
+        modules_to_save=list(PROJECTORS) if settings.get("train_projector") else None,
         bias="none",
     )
-    return peft.get_peft_model(model, config)
+    adapted = peft.get_peft_model(model, config)
+    if settings.get("train_projector") and not any("modules_to_save" in n for n, _ in adapted.named_parameters()):
+        from gi_sdk.errors import ConfigError
+
+        raise ConfigError(f"train_projector: this model has no projector module named {' or '.join(PROJECTORS)}")
+    return adapted
 
 
 def load_adapter(model, adapter_dir):

@@ -4,17 +4,27 @@ Module names are those of transformers' native ``Florence2ForConditionalGenerati
 BART language model's attention is ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (encoder
 self-attention, decoder self- and cross-attention; feed-forward ``fc1``/``fc2``); the DaViT
 vision tower's attention is ``qkv``/``proj`` (``window_attn`` and ``channel_attn``).
+The decoder-only VLM families (``gi_sdk.train.decoder_only``) name their Llama / Qwen2
+decoder's attention ``q_proj``/``k_proj``/``v_proj``/``o_proj``, so the text presets list
+``o_proj`` too (Florence-2 has no module of that name: it matches nothing there).
 Targets are suffixes of module names, as peft matches them; ``freeze_vision_tower`` keeps
-LoRA off every module under ``vision_tower`` whatever the suffix.
+LoRA off every module of the vision tower whatever the suffix: ``vision_tower`` (Florence-2,
+LLaVA), ``vision_model`` (Idefics3 / SmolVLM), ``visual`` (Qwen2-VL / Qwen2.5-VL).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-#: Attention projections of the BART language model (encoder and decoder).
-TEXT_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
+#: Attention projections of the language model: BART's (encoder and decoder, ``out_proj``) and
+#: the decoder-only families' (``o_proj``).
+TEXT_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj", "o_proj")
 #: Attention projections of the DaViT vision tower.
 VISION_ATTENTION = ("qkv", "proj")
+#: The vision-language projector of each family (peft ``modules_to_save`` suffixes): Florence-2 and
+#: LLaVA ``multi_modal_projector``, Idefics3 / SmolVLM ``connector``, Qwen2-VL / Qwen2.5-VL ``merger``.
+PROJECTORS = ("multi_modal_projector", "connector", "merger")
+#: A module whose name matches this lies in a vision tower (every family's name for it).
+VISION_TOWER = r"(?:vision_tower|vision_model|(?:^|\.)visual\.)"
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,14 @@ def get_preset(name: str) -> LoraPreset:
 def target_regex(target_modules, freeze_vision_tower: bool) -> str:
     """A peft ``target_modules`` regex (full match) for these suffixes.
 
-    >>> target_regex(["q_proj", "qkv"], True)
-    '^(?!.*vision_tower)(?:.*\\\\.)?(q_proj|qkv)$'
+    >>> target_regex(["q_proj", "qkv"], False)
+    '^(?:.*\\\\.)?(q_proj|qkv)$'
+    >>> import re; guarded = target_regex(["q_proj", "qkv"], True)
+    >>> [bool(re.fullmatch(guarded, n)) for n in ("model.language_model.layers.0.self_attn.q_proj",
+    ...  "model.vision_tower.blocks.0.qkv", "model.vision_model.encoder.layers.0.self_attn.q_proj",
+    ...  "model.visual.blocks.0.attn.qkv", "model.multi_modal_projector.visual_temporal_embed.qkv")]
+    [True, False, False, False, True]
     """
     names = "|".join(sorted(set(target_modules), key=list(target_modules).index))
-    guard = "(?!.*vision_tower)" if freeze_vision_tower else ""
+    guard = f"(?!.*{VISION_TOWER})" if freeze_vision_tower else ""
     return f"^{guard}(?:.*\\.)?({names})$"  # (?:...)? so top-level names (lm_head) match too

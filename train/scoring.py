@@ -2,7 +2,9 @@
 
 The ground truth of an example is its target text parsed exactly like the model's output
 (``gi_sdk.decode.build_result``, the runtime's own parser), so truth and prediction are
-the same kind of ``Result`` and every metric compares like with like.
+the same kind of ``Result`` and every metric compares like with like. Predictions of the
+decoder-only families (JSON answers, ``gi_sdk.json_tasks``) are the same ``Result``; their
+parse failures are the answers that did not parse (``Result.parse_failed``).
 
 Per task, the block has ``n``, ``zero_cases`` (empty outputs: no instance, or no answer
 text), ``parse_failures`` (an output with text the task's grammar cannot read: location
@@ -10,12 +12,13 @@ tokens that make no box, a label without coordinates), ``parse_failure_rate``,
 ``errors`` (calls that raised; scored as empty outputs), and the metrics of the task's
 output kind (``gi_sdk.train.metrics``):
 
-- text (ask, explain, captions): BLEU, ROUGE-1/2/L, METEOR, chrF++, exact-match
-  ``answer_accuracy``, ``yes_no`` accuracy, and ``stated_count`` (count MAE/MSE/exact of
-  the numbers the answers to "How many ...?" questions state); explain also scores its
-  explanation text apart.
-- boxes (detect, count, ground, ...): COCO mAP / mAP50 / mAP75, mean best IoU,
-  localization accuracy, count MAE / MSE / exact, presence accuracy. Box categories are
+- text (ask, explain, captions, CLS ``classify``, REG ``name_region``): BLEU, ROUGE-1/2/L,
+  METEOR, chrF++, exact-match ``answer_accuracy`` (the CLS / REG accuracy), ``yes_no``
+  accuracy, and ``stated_count`` (count MAE/MSE/exact of the numbers the answers to "How
+  many ...?" questions state); explain also scores its explanation text apart.
+- boxes (detect, count, ground, REC ``locate``, ...): COCO mAP / mAP50 / mAP75, mean best IoU,
+  localization accuracy (REC's rule: the first box right at IoU >= 0.5), count MAE / MSE /
+  exact, presence accuracy. Box categories are
   the labels for tasks without input (``<OD>``) and the task's input for the others
   (``<MedCOUNT> polyp``: every box is a "polyp", whatever label the model wrote).
 - polygons (segment): Seg-IoU per category (the input phrase) and its mean, presence.
@@ -59,16 +62,29 @@ def truth_of(task: str, target: str, image_size) -> Result:
     return build_result(T.get_task(task), target, image_size)
 
 
+def _json_answer(result: Result) -> bool:
+    """True for a localization answer of a decoder-only family (a json block, parsed or not)."""
+    return result.parse_failed or "```" in result.raw_text
+
+
 def is_parse_failure(task: str, result: Result) -> bool:
-    """True when a localization output has text but its grammar finds no instance in it."""
+    """True when a localization output has text but its grammar finds no instance in it; for a
+    JSON answer, when it did not parse (an empty list is an answer: nothing found)."""
     spec = T.get_task(task)
-    if spec.output == T.TEXT or len(result):
+    if spec.output == T.TEXT:
+        return False
+    if _json_answer(result):
+        return result.parse_failed
+    if len(result):
         return False
     return bool(_BART_NOISE.sub("", result.raw_text).strip())
 
 
 def is_empty(result: Result) -> bool:
-    """No instance and no answer text: the model said nothing."""
+    """No instance and no answer text: the model said nothing. A JSON answer with no instance
+    (an empty list, or one that did not parse) is empty too: the paper's zero case."""
+    if not len(result) and _json_answer(result):
+        return True
     return not len(result) and not result.answer.strip()
 
 

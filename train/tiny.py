@@ -48,6 +48,26 @@ _CORPUS = [t.template.replace("{input}", "") for t in TASKS.values()] + [
 ]
 
 
+def train_byte_bpe(special_tokens, vocab_size: int, extra_corpus=()):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on the built-in corpus (plus
+    ``extra_corpus`` lines), ``special_tokens`` first in the vocabulary (ids 0, 1, ...).
+
+    Shared by every tiny test checkpoint (``gi_sdk.train.tiny_vlm`` too)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator((_CORPUS + list(extra_corpus)) * 4, trainer=trainer)
+    return tok
+
+
 def build_tokenizer(out_dir: str | Path, vocab_size: int = 1200) -> Path:
     """Train a small byte-level BPE tokenizer with Florence-2's special tokens; save it.
 
@@ -55,20 +75,11 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 1200) -> Path:
     ``out_dir`` (loadable by ``transformers.AutoTokenizer`` and by ``tokenizers.Tokenizer``).
     Returns ``out_dir``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=BART_SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok = train_byte_bpe(BART_SPECIALS, vocab_size)
     added = (
         ["<mask>"] + FLORENCE_TOKENS_BEFORE_LOC + [f"<loc_{i}>" for i in range(1000)]
         + FLORENCE_TOKENS_AFTER_LOC + [IMAGE_TOKEN] + list(NEW_TASK_TOKENS)

@@ -8,11 +8,13 @@ the environment; only the main process merges and writes the output.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from gi_sdk.checkpoint import Checkpoint
-from gi_sdk.errors import require
+from gi_sdk.errors import SourceError, require
 
+from . import qlora
 from .collate import Collator
 from .config import TrainConfig
 from .merge import git_commit, merge_and_save, write_record
@@ -72,23 +74,54 @@ def _training_arguments(config: TrainConfig, lora: dict, has_val: bool):
     )
 
 
+def _family_side(config: TrainConfig, checkpoint, train: list, val: list) -> tuple:
+    """What depends on the base's family: (train, val, {task: examples left out}, tokenizer,
+    added tokens, ``load_base(quantization=None)``, collator).
+
+    Florence-2 learns task tokens and location tokens; a decoder-only VLM (answers in JSON,
+    ``gi_sdk.train.decoder_only``) is asked in words, so tasks without a JSON form are left out.
+    """
+    if checkpoint.family.answers != "json":
+        tokenizer, added = load_tokenizer(config.base)
+        return (train, val, {}, tokenizer, added, partial(load_base_model, config.base, tokenizer),
+                Collator(checkpoint, tokenizer, config.max_target_tokens))
+    from . import decoder_only
+
+    (train, dropped), (val, dropped_val) = decoder_only.served_examples(train), decoder_only.served_examples(val)
+    not_served = {t: dropped.get(t, 0) + dropped_val.get(t, 0) for t in {**dropped, **dropped_val}}
+    if not train:
+        raise SourceError(f"none of the training examples is of a task a {checkpoint.family.name} model answers "
+                          f"(left out: {not_served}); give it point / count / detect or text tasks")
+    tokenizer = decoder_only.load_text_tokenizer(config.base)  # no task tokens to add
+    collator = decoder_only.JsonCollator(checkpoint, decoder_only.load_processor(config.base), tokenizer,
+                                         config.max_target_tokens)
+    return train, val, not_served, tokenizer, [], partial(decoder_only.load_vlm, config.base), collator
+
+
 def run(config: TrainConfig | str | Path) -> Path:
     """Train, merge and save; return the output folder (loadable by ``gi_sdk.Session``).
 
-    ``config`` is a ``TrainConfig`` or the path of a YAML recipe.
+    ``config`` is a ``TrainConfig`` or the path of a YAML recipe. A config with ``stages``
+    runs them one after the other (``gi_sdk.train.two_stage``).
     """
     transformers = require("transformers", "train")
     if not isinstance(config, TrainConfig):
         config = TrainConfig.from_yaml(config)
+    if config.stages:
+        from .two_stage import run_stages
+
+        return run_stages(config, run)
+    qlora.check_qlora(config)  # refused before anything loads
     out = Path(config.output_dir)
     checkpoint = Checkpoint.open(config.base)  # a wrong base path fails here, before the data is read
     transformers.set_seed(config.seed)
     train, val, report = prepare_data(config)
     lora = config.lora_settings()
 
-    tokenizer, added = load_tokenizer(config.base)
-    model = add_lora(load_base_model(config.base, tokenizer), lora, tokenizer)
-    collator = Collator(checkpoint, tokenizer, config.max_target_tokens)
+    train, val, not_served, tokenizer, added, load_base, collator = _family_side(config, checkpoint, train, val)
+    quantization = qlora.quantization_config(config)  # QLoRA: the base in 4 bits (GPU only)
+    base_model = load_base(quantization=quantization)
+    model = add_lora(qlora.prepare(base_model) if quantization else base_model, lora, tokenizer)
     args = _training_arguments(config, lora, bool(val))
     trainer = transformers.Trainer(model=model, args=args, data_collator=collator,
                                    train_dataset=ExampleDataset(train),
@@ -101,13 +134,20 @@ def run(config: TrainConfig | str | Path) -> Path:
         metrics.update(trainer.evaluate())
     if not trainer.is_world_process_zero():
         return out
-    merge_and_save(model, tokenizer, config.base, out)
+    # a QLoRA adapter merges into the full-precision base, not into its 4-bit copy
+    merge_and_save(qlora.full_precision_adapted(model, out, load_base) if quantization else model,
+                   tokenizer, config.base, out)
+    if checkpoint.family.answers == "json":
+        from .decoder_only import save_processor
+
+        save_processor(config.base, out)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     write_record(out, {
         "config": config.to_dict(),
         "lora": lora,
         "added_tokens": added,
         "data": report.to_json(),
+        "tasks_not_served": not_served,
         "targets_cut": collator.cut,
         "git_commit": git_commit(),
         "metrics": metrics,

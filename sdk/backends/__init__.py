@@ -7,6 +7,10 @@ and decoding are shared, above the backends):
     state = backend.encode_prompt(features, ids)       # prompt ids (B, L) int64 -> opaque
     logits, cache = backend.decode_step(state, tokens, cache)   # tokens (B,) -> (B, V) float32
 
+``encode_prompt(features, ids, attention_mask)`` takes right-padded prompts (B, L) with one
+image's features; a backend whose ``decodes_batches`` is true decodes B > 1 prompts as one
+batch (``Session.run_many``), others are given one prompt at a time.
+
 Backends are imported only when chosen, so ``import gi_sdk`` never loads torch.
 ``available_backends()`` says what this machine can run. A backend runs one kind of model
 folder: ``torch`` a merged checkpoint, ``onnxruntime`` a model bundle (``gi_sdk.bundle``);

@@ -106,6 +106,12 @@ class OnnxRuntimeBackend:
         self._past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
         self._present = [o.name for o in decoder.get_outputs() if o.name.startswith("present.")]
         self._image_token_id = checkpoint.image_token_id
+        # several prompts decode as one batch when the exported graphs have a dynamic batch
+        # axis (gi-sdk export writes "batch_size"); a fixed batch of 1 runs them one by one
+        batch_axes = [i.shape[0] for part, name in (("embed_tokens", "input_ids"), ("encoder_model", "inputs_embeds"),
+                                                    ("decoder_model_merged", "inputs_embeds"))
+                      for i in self.sessions[part].get_inputs() if i.name == name]
+        self.decodes_batches = len(batch_axes) == 3 and not any(isinstance(a, int) for a in batch_axes)
 
     # ------------------------------------------------------------------ the three steps
     def encode_image(self, pixels: np.ndarray) -> np.ndarray:
@@ -117,14 +123,23 @@ class OnnxRuntimeBackend:
         """Token ids (B, S) -> input embeddings (B, S, D)."""
         return self.sessions["embed_tokens"].run(None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64)})[0]
 
-    def encode_prompt(self, features: np.ndarray, prompt_ids: np.ndarray) -> EncoderState:
-        """Image features + prompt ids (B, L), image placeholders included -> encoder state."""
+    def encode_prompt(self, features: np.ndarray, prompt_ids: np.ndarray,
+                      attention_mask: np.ndarray | None = None) -> EncoderState:
+        """Image features + prompt ids (B, L), image placeholders included -> encoder state.
+
+        Features of one image serve every row; attention_mask (B, L) marks the real tokens of
+        right-padded prompts (None: all real).
+        """
         ids = np.ascontiguousarray(prompt_ids, dtype=np.int64)
         embeds = self.embed(ids)
         placeholder = ids == self._image_token_id
+        features = np.asarray(features, embeds.dtype)
+        if features.shape[0] != ids.shape[0]:
+            features = np.broadcast_to(features, (ids.shape[0], *features.shape[1:]))
         # the placeholders take the features in order, as transformers' masked_scatter does
-        embeds[placeholder] = np.asarray(features, embeds.dtype).reshape(-1, embeds.shape[-1])[: placeholder.sum()]
-        mask = np.ones(ids.shape, np.int64)
+        embeds[placeholder] = features.reshape(-1, embeds.shape[-1])[: placeholder.sum()]
+        mask = (np.ones(ids.shape, np.int64) if attention_mask is None
+                else np.ascontiguousarray(attention_mask, dtype=np.int64))
         hidden = self.sessions["encoder_model"].run(None, {"inputs_embeds": embeds, "attention_mask": mask})[0]
         return EncoderState(hidden=hidden, attention_mask=mask)
 

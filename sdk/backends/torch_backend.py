@@ -25,6 +25,7 @@ class TorchBackend:
     """Florence-2 on PyTorch (CPU, or CUDA with ``device="cuda"``)."""
 
     name = "torch"
+    decodes_batches = True  # decode_step takes (B,) tokens: several prompts of a frame decode together
 
     def __init__(self, checkpoint, device: str = "cpu"):
         self.torch = torch = require("torch", "torch")
@@ -47,15 +48,22 @@ class TorchBackend:
             pv = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, self.dtype)
             return self.model.get_image_features(pv).pooler_output
 
-    def encode_prompt(self, features, prompt_ids: np.ndarray) -> EncoderState:
-        """Image features + prompt ids (B, L), image placeholders included -> encoder state."""
+    def encode_prompt(self, features, prompt_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> EncoderState:
+        """Image features + prompt ids (B, L), image placeholders included -> encoder state.
+
+        Features of one image serve every row; attention_mask (B, L) marks the real tokens of
+        right-padded prompts (None: all real).
+        """
         torch = self.torch
         with torch.inference_mode():
             ids = torch.from_numpy(np.ascontiguousarray(prompt_ids, dtype=np.int64)).to(self.device)
             embeds = self.model.get_input_embeddings()(ids)
             placeholder = (ids == self._image_token_id).unsqueeze(-1)
+            if features.shape[0] != ids.shape[0]:
+                features = features.expand(ids.shape[0], -1, -1).contiguous()
             embeds = embeds.masked_scatter(placeholder, features.to(embeds.dtype))
-            mask = torch.ones_like(ids)
+            mask = (torch.ones_like(ids) if attention_mask is None
+                    else torch.from_numpy(np.ascontiguousarray(attention_mask, dtype=np.int64)).to(self.device))
             hidden = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
             return EncoderState(hidden=hidden, attention_mask=mask)
 

@@ -1,0 +1,49 @@
+"""Training in stages, one recipe: the seed's two-stage recipe (align on image captions, then
+tune on the instruction tasks) or any other sequence.
+
+Each entry of ``TrainConfig.stages`` lists the fields that differ from the recipe; stage k
+starts from stage k-1's merged checkpoint, kept in ``output_dir/stages/NAME``; the last stage
+writes ``output_dir``, whose ``training_record.json`` carries every stage's record under
+``stages``. A recipe (Idefics2 on ROCO captions, then VQA-RAD, in 4-bit)::
+
+    base: models/idefics3-8b
+    output_dir: runs/two-stage
+    lora: vision-frozen-r16
+    quantization: 4bit                 # QLoRA: needs bitsandbytes and a CUDA GPU
+    stages:
+      - name: align                    # stage 1: image-text alignment, projector + adapters
+        sources: [{kind: jsonl, path: data/roco/train/annotations.jsonl}]   # <CAPTION> prefixes
+        train_projector: true
+        max_steps: 2000
+      - name: instruct                 # stage 2: every task mixed
+        sources: [{kind: points, path: data/medmultipoints.jsonl}, {kind: kvasir-vqa-x1, path: ...}]
+        max_steps: 4000
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .merge import write_record
+
+
+def run_stages(config, run_one) -> Path:
+    """Run ``config.stages`` in order with ``run_one`` (``gi_sdk.train.training.run``); return
+    the last stage's output (``config.output_dir``)."""
+    out = Path(config.output_dir)
+    base, records = config.base, []
+    for i in range(len(config.stages)):
+        last = i == len(config.stages) - 1
+        name = config.stage_name(i)
+        stage_out = out if last else out / "stages" / name
+        stage = config.stage_config(i, base=str(base), output_dir=str(stage_out))
+        base = run_one(stage)
+        record = json.loads((Path(base) / "training_record.json").read_text(encoding="utf-8"))
+        records.append({"name": name, "output": str(base), **record})
+    final = dict(records[-1])
+    final.pop("name"), final.pop("output")
+    final["config"] = config.to_dict()           # the whole recipe, stages included
+    final["stages"] = records
+    write_record(out, final)
+    config.save_json(out / "train_config.json")
+    return out
