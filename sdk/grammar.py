@@ -71,8 +71,9 @@ class GrammarVocab:
 
     classes: uint8 (V,) one of OTHER, EOS, BOS, LOCATION, POLY_OPEN, POLY_CLOSE, SEPARATOR,
         WORD (text with a visible ASCII character, no newline), BLANK (text with none, no
-        newline), NEWLINE (text with a newline). Tags, task tokens, ``<pad>``, ``<unk>`` and
-        text pieces with ``<`` are OTHER: no grammar allows them.
+        newline), NEWLINE (text with a newline). Tags, task tokens, ``<pad>``, ``<unk>``,
+        text pieces with ``<`` and pieces with a control character (DEL, C0/C1 codes but tab
+        and line breaks) are OTHER: no grammar allows them.
     """
 
     def __init__(self, classes: np.ndarray, eos_id: int, bos_id: int | None):
@@ -93,6 +94,8 @@ class GrammarVocab:
         text_ids = np.flatnonzero(kinds == TEXT)
         texts = vocab.tokenizer.decode_batch([[int(i)] for i in text_ids], skip_special_tokens=False)
         for i, text in zip(text_ids.tolist(), texts):
+            if any(c < " " and c not in "\t\n\r" or "\x7f" <= c <= "\x9f" for c in text):
+                continue  # control characters (byte-level pieces like DEL): no output needs them
             if "\n" in text or "\r" in text:
                 classes[i] = NEWLINE
             elif any(c.isascii() and c.isprintable() and not c.isspace() for c in text):
