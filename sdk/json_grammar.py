@@ -16,8 +16,16 @@ The cursor protocol is the one ``gi_sdk.generate.greedy`` uses for Florence-2's 
     mask = cursor.allowed()          # bool numpy (V,): tokens allowed now
     cursor.advance(token_id)         # the token chosen
 
-What it cannot promise: an answer cut by the token budget before its closing fence stays
-unfinished; ``gi_sdk.json_tasks.build_json_result`` then marks the result ``parse_failed``.
+**The budget.** llguidance knows the grammar, not the token budget. So the cursor does: in the
+last ``closing_reserve`` tokens of the budget it narrows the allowed tokens to the closing ones
+(pieces made only of ``]``, ``}``, ``"``, the fence's backticks and line break, and the end
+tokens) whenever the grammar allows any of them, and leaves the grammar's own choice where it
+allows none (the rest of a number, a required key: short, mostly forced runs). An answer that
+has started a list item near the end of its budget is therefore closed after it instead of
+cut. This is a strong bias, not a proof (Florence-2's ``gi_sdk.grammar`` can count exactly
+how many tokens a close needs; a JSON schema's shortest close depends on where in a string or
+number the answer stands): an answer that still runs out is marked ``parse_failed`` by
+``gi_sdk.json_tasks.build_json_result``, never raised.
 """
 from __future__ import annotations
 
@@ -27,6 +35,11 @@ import numpy as np
 
 from .errors import GiSdkError, require
 from .json_tasks import answer_schema
+
+#: Characters of the pieces that close a JSON answer (strings, arrays, objects, the fence).
+_CLOSING_CHARS = frozenset(']}"`\n')
+#: Tokens of the budget kept for closing (at most a quarter of the budget).
+CLOSING_RESERVE = 48
 
 #: The layout ``json.dumps`` writes, which is what training targets use.
 _LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -67,25 +80,40 @@ class JsonGrammar:
         if error:
             raise GrammarError(f"cannot build the JSON grammar of {kind!r} answers: {error}")
         self.kind, self.eos_ids = kind, eos_ids
+        self.closing = self._closing_tokens()
+
+    def _closing_tokens(self) -> np.ndarray:
+        """Bool (V,): the pieces made only of closing characters, and the end tokens."""
+        tok = self.tokenizer
+        closing = np.zeros(self.vocab_size, bool)
+        for i in range(tok.vocab_size):
+            text = tok.decode_str([i])
+            closing[i] = bool(text) and set(text) <= _CLOSING_CHARS
+        closing[[i for i in self.eos_ids if i < self.vocab_size]] = True
+        return closing
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
     def start(self, max_new_tokens: int | None = None) -> "JsonCursor":
-        """A fresh cursor at the start of an answer (the budget is not used: see the module doc)."""
-        return JsonCursor(self._llg.LLMatcher(self.tokenizer, self.grammar, log_level=0), self.vocab_size)
+        """A fresh cursor at the start of an answer; with ``max_new_tokens`` it steers to a close
+        in the budget's last tokens (module doc)."""
+        reserve = 0 if max_new_tokens is None else min(CLOSING_RESERVE, int(max_new_tokens) // 4)
+        return JsonCursor(self._llg.LLMatcher(self.tokenizer, self.grammar, log_level=0), self.vocab_size,
+                          self.closing, None if max_new_tokens is None else int(max_new_tokens) - reserve)
 
 
 class JsonCursor:
     """Where one answer stands in its grammar."""
 
-    def __init__(self, matcher, vocab_size: int):
+    def __init__(self, matcher, vocab_size: int, closing: np.ndarray | None = None, close_after: int | None = None):
         import llguidance.numpy as llg_numpy
 
         self._matcher, self._fill = matcher, llg_numpy.fill_next_token_bitmask
         self._bits = llg_numpy.allocate_token_bitmask(1, vocab_size)
         self._vocab = vocab_size
+        self._closing, self._close_after, self._taken = closing, close_after, 0
 
     def allowed(self) -> np.ndarray:
         """Bool (V,): the tokens that keep the answer valid (only EOS once it is complete)."""
@@ -93,12 +121,17 @@ class JsonCursor:
         mask = np.unpackbits(self._bits.view(np.uint8), bitorder="little")[: self._vocab].astype(bool)
         if not mask.any():
             raise GrammarError(f"the JSON grammar allows no token ({self._matcher.get_error()})")
+        if self._close_after is not None and self._taken >= self._close_after:
+            narrowed = mask & self._closing
+            if narrowed.any():
+                return narrowed
         return mask
 
     def advance(self, token_id: int) -> None:
         """Take the chosen token; GrammarError if the grammar does not allow it."""
         if not self._matcher.consume_token(int(token_id)):
             raise GrammarError(f"token {token_id} is not allowed here ({self._matcher.get_error()})")
+        self._taken += 1
 
     @property
     def complete(self) -> bool:

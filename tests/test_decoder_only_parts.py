@@ -106,7 +106,7 @@ def grammar_tokenizer():
 
 def _walk(grammar, tokenizer, text):
     """Feed ``text``'s tokens through a fresh cursor; (tokens accepted, last mask or None)."""
-    cursor = grammar.start(64)
+    cursor = grammar.start()
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     for n, token in enumerate(ids):
         if not cursor.allowed()[token]:
@@ -130,6 +130,36 @@ def test_grammar_accepts_what_training_teaches_then_only_the_end(grammar_tokeniz
     n, mask = _walk(grammar, grammar_tokenizer, text)
     assert n == len(grammar_tokenizer.encode(text, add_special_tokens=False).ids), text
     assert mask[end] and mask.sum() == 1   # the answer is whole: only the end of turn may follow
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_budget_closes_an_answer_that_would_go_on(grammar_tokenizer, seed):
+    """A 'model' that never wants to stop (it picks any allowed token but a closing one while
+    it can) still ends with a whole answer inside the budget; without a budget it does not."""
+    from gi_sdk.json_grammar import JsonGrammar
+
+    end = grammar_tokenizer.token_to_id("<end>")
+    grammar = JsonGrammar(grammar_tokenizer.to_str(), [end], "point", image_size=(64, 48))
+    rng = np.random.default_rng(seed)
+
+    def run(cursor, budget):
+        ids = []
+        for _ in range(budget):
+            mask = cursor.allowed()
+            keep_going = np.flatnonzero(mask & ~grammar.closing)
+            token = int(rng.choice(keep_going if len(keep_going) else np.flatnonzero(mask)))
+            cursor.advance(token)
+            ids.append(token)
+            if token == end:
+                break
+        return ids
+
+    budget = 200
+    ids = run(grammar.start(budget), budget)
+    assert ids[-1] == end and len(ids) <= budget
+    answer = grammar_tokenizer.decode(ids[:-1], skip_special_tokens=False)
+    assert not J.build_json_result("point", answer, (64, 48)).parse_failed, answer
+    assert run(grammar.start(), budget)[-1] != end   # unsteered, the same chooser runs out
 
 
 @pytest.mark.parametrize("text, why", [
