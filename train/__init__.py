@@ -11,7 +11,12 @@ runtime's layout), ``model`` (tokenizer, base model, LoRA), ``training`` (run: T
 ``remote_code`` renaming adapters of the old remote-code Florence-2), ``tiny`` (random-weight
 test checkpoints), ``evaluate`` (``gi-sdk eval``: run a model over sources and score it, with
 ``scoring``, ``metrics`` and ``text_metrics``), ``json_predictions`` (score a file of JSON
-point / box / count answers), ``medico`` (MediaEval Medico 2025 submission files).
+point / box / count answers), ``medico`` (MediaEval Medico 2025 submission files),
+``ablations`` (eval's swapped-image and nonsense-question checks). Decoder-only families:
+``tiny_vlm`` (tiny LLaVA / Idefics3 / Qwen2.5-VL checkpoints), ``decoder_only`` (JSON prompts,
+answers and batches), ``two_stage`` (caption alignment, then instruction tuning), ``qlora``
+(4-bit, GPU only). The built-in model: ``builtin`` (one command, two stages) with
+``vision_pretrain`` (stage 1: the vision tower on dense targets).
 torch / transformers / peft are imported only by the functions that need them.
 """
 from .config import SourceSpec, TrainConfig
