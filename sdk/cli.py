@@ -111,7 +111,8 @@ def _eval(args) -> int:
     report = E.evaluate(args.model, specs, limit=args.limit, max_new_tokens=args.max_new_tokens,
                         backend=args.backend, device=args.device, max_skip_share=max_skip, out=args.out,
                         samples_out=args.samples, medico_dir=args.medico, progress=not args.quiet,
-                        role_prefix=args.role_prefix, swapped_images=args.swapped_images, nonsense=args.nonsense)
+                        role_prefix=args.role_prefix, swapped_images=args.swapped_images, nonsense=args.nonsense,
+                        constrained=not args.unconstrained)
     print(json.dumps(report["overall"], indent=2))
     print(f"wrote {args.out} ({report['overall']['n']} examples, {report['seconds']:.0f} s)")
     return 0
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also answer every example on another image (does the model use the image?)")
     ev.add_argument("--nonsense", action="store_true",
                     help="also ask each image about things no endoscopy frame shows, and count the yeses")
+    ev.add_argument("--unconstrained", action="store_true",
+                    help="decode plain greedy, without the task grammars (what the model writes on its own: "
+                         "parse failures count again)")
     ev.add_argument("--backend", default="auto")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -265,6 +265,23 @@ def test_eval_cli_end_to_end_on_the_tiny_checkpoint(tiny_checkpoint, tmp_path):
     assert set(task1["public_scores"]) == {"bleu", "rouge1", "rouge2", "rougeL", "meteor"}
 
 
+def test_eval_decodes_under_the_task_grammars_unless_told_not_to(tiny_checkpoint, tmp_path):
+    """The random tiny model writes unparsable output on its own; under the grammars (the
+    default, as in Session) nothing fails to parse, and the report says which decoding ran."""
+    from gi_sdk.cli import main
+
+    reports = {}
+    for flag in ([], ["--unconstrained"]):
+        out = tmp_path / f"report{len(flag)}.json"
+        assert main(["eval", str(tiny_checkpoint), "--data", "synthetic", "--seed", "1000", "--n", "2",
+                     "--max-new-tokens", "24", "--out", str(out), "--quiet", *flag]) == 0
+        reports[bool(flag)] = json.loads(out.read_text())
+    assert reports[False]["settings"]["decoding"] == "greedy, task grammars"
+    assert reports[True]["settings"]["decoding"] == "greedy, unconstrained"
+    assert reports[False]["overall"]["parse_failures"] == 0
+    assert reports[True]["overall"]["parse_failures"] > 0
+
+
 def test_eval_refuses_synthetic_seeds_the_model_trained_on(tiny_checkpoint, tmp_path):
     from gi_sdk.errors import SourceError
     from gi_sdk.train.evaluate import evaluate, synthetic_spec

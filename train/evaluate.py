@@ -194,7 +194,8 @@ def run_examples(session, examples: list, max_new_tokens: int | None = None, pro
 def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int | None = None,
              backend: str = "auto", device: str = "cpu", max_skip_share: float = 0.05,
              out=None, samples_out=None, medico_dir=None, progress: bool = False,
-             role_prefix: str | None = None, swapped_images: bool = False, nonsense: bool = False) -> dict:
+             role_prefix: str | None = None, swapped_images: bool = False, nonsense: bool = False,
+             constrained: bool = True) -> dict:
     """Evaluate the model at ``model_path`` on the examples of ``specs`` (SourceSpec list).
 
     limit: score only the first N examples. max_new_tokens: cap every task's token budget
@@ -204,7 +205,9 @@ def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int
     The seed papers' extras (``gi_sdk.train.ablations``): role_prefix asks every input behind
     an expert role; swapped_images adds an ``ablations.swapped_images`` block (the same examples
     answered on other images); nonsense adds ``ablations.nonsense`` (questions about things no
-    frame shows). Every block carries its zero-case and parse-failure counts.
+    frame shows). Every block carries its zero-case and parse-failure counts. constrained: hold
+    outputs to the task grammars (``gi_sdk.grammar``, the Session default); False scores what
+    the model writes on its own (plain greedy), where parse failures can occur.
     Returns the report dict.
     """
     from gi_sdk.session import Session
@@ -212,7 +215,8 @@ def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int
     start = time.perf_counter()
     specs = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in specs]
     check_unseen(model_path, specs)
-    session = Session(model_path, backend=backend, device=device)  # a bad model fails before the data is read
+    # a bad model fails here, before the data is read
+    session = Session(model_path, backend=backend, device=device, constrained=constrained)
     examples, data_report = load_sources(specs, max_skip_share)
     examples = examples[:limit] if limit else examples
     if role_prefix:
@@ -223,7 +227,8 @@ def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int
                   "backend": session.backend_name, "device": device},
         "data": {"sources": [asdict(s) for s in specs], "report": data_report.to_json(),
                  "examples_scored": len(examples), "limit": limit},
-        "settings": {"max_new_tokens": max_new_tokens, "decoding": "greedy", "role_prefix": role_prefix},
+        "settings": {"max_new_tokens": max_new_tokens, "role_prefix": role_prefix,
+                     "decoding": "greedy, task grammars" if constrained else "greedy, unconstrained"},
         **score_all(scored),
     }
     ablations = {}
