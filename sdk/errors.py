@@ -53,6 +53,11 @@ class ConfigError(GiSdkError, ValueError):
     """A pipeline configuration (``gi-sdk demo`` YAML or flags) that cannot be used."""
 
 
+class GrammarError(GiSdkError):
+    """Constrained decoding (``gi_sdk.grammar``, ``gi_sdk.json_grammar``): a token was chosen
+    that the output's grammar does not allow there, or a grammar cannot be built."""
+
+
 def require(module: str, extra: str):
     """Import an optional dependency, or raise MissingDependencyError naming the pip extra.
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GiSdkError
+from .errors import GrammarError
 from .florence_parser import KIND_GRAMMARS
 from .token_grammar import LOC, POLY, POLY_END, SEP, TEXT
 
@@ -60,10 +60,6 @@ CLASS_NAMES = ("other", "eos", "bos", "loc", "<poly>", "</poly>", "<sep>", "word
 
 _DONE = "done"
 _START = "start"
-
-
-class GrammarError(GiSdkError):
-    """A token was given to a grammar cursor that its grammar does not allow there."""
 
 
 class GrammarVocab:

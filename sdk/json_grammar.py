@@ -33,7 +33,7 @@ import json
 
 import numpy as np
 
-from .errors import GiSdkError, require
+from .errors import GrammarError, require
 from .json_tasks import answer_schema
 
 #: Characters of the pieces that close a JSON answer (strings, arrays, objects, the fence).
@@ -43,10 +43,6 @@ CLOSING_RESERVE = 48
 
 #: The layout ``json.dumps`` writes, which is what training targets use.
 _LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-
-
-class GrammarError(GiSdkError):
-    """A token the grammar does not allow was chosen, or the grammar cannot be built."""
 
 
 def lark_grammar(kind: str, image_size=None) -> str:
