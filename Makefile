@@ -52,7 +52,7 @@ demo: $(STAMP) $(MODEL)/config.json
 	$(BIN)/gi-sdk demo --model $(MODEL) --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # Rebuild the built-in model from nothing (random weights -> trained on synthetic scenes ->
-# installed into sdk/models/synthetic-demo); about 1.5 hours on a 2-core CPU machine.
+# installed into sdk/models/synthetic-demo); about 40 minutes on a 2-core CPU machine.
 builtin-model: $(STAMP)
 	$(BIN)/python -m gi_sdk.train.builtin
 

@@ -12,8 +12,9 @@
 4. installs the merged checkpoint into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
-Training takes about 1.5 hours on the 2-core machine this project is developed on (the
-figures are in the installed ``training_record.json``); ``--max-steps`` shortens it.
+Training takes about 40 minutes on the 2-core machine this project is developed on with
+nothing else running (stage 1 ~16, stage 2 ~21; docs/training.md); ``--max-steps`` shortens
+stage 2.
 """
 from __future__ import annotations
 
