@@ -225,17 +225,11 @@ def test_batches_lay_the_prompt_out_as_the_runtime_does(tiny_llava):
 @pytest.mark.parametrize("preset, vision_adapted", [("vision-frozen-r16", False), ("r8-dropout", True)])
 def test_seed_presets_adapt_the_decoders_attention(tiny_llava, preset, vision_adapted):
     # the presets name o_proj (Llama); the vision tower stays frozen when the preset says so
-    import re
-
-    import torch
     from transformers import AutoModelForImageTextToText
 
-    from gi_sdk.train.presets import PRESETS, target_regex
+    from gi_sdk.train.presets import PRESETS, adapted_modules
 
-    model = AutoModelForImageTextToText.from_pretrained(tiny_llava)
-    p = PRESETS[preset]
-    pattern = re.compile(target_regex(p.target_modules, p.freeze_vision_tower))
-    hits = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pattern.fullmatch(n)]
+    hits = adapted_modules(AutoModelForImageTextToText.from_pretrained(tiny_llava), PRESETS[preset])
     text = [n for n in hits if "language_model" in n]
     assert len(text) == 2 * 4 and any(n.endswith("o_proj") for n in text)   # 2 layers x q, k, v, o
     assert any("vision_tower" in n for n in hits) == vision_adapted

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gi_sdk.train.config import SourceSpec, TrainConfig
-from gi_sdk.train.presets import PRESETS, get_preset, target_regex
+from gi_sdk.train.presets import PRESETS, adapted_modules, get_preset
 
 RECIPE = """
 base: models/florence-2-base
@@ -93,15 +93,9 @@ def test_every_field_has_help():
 def test_targets_match_native_florence2_modules(tiny_checkpoint, preset, vision_adapted):
     # target names must match transformers' native Florence2ForConditionalGeneration, or peft
     # silently adapts nothing (the real module names were read from transformers 5.x)
-    import re
-
-    import torch
     from transformers import Florence2ForConditionalGeneration
 
-    model = Florence2ForConditionalGeneration.from_pretrained(tiny_checkpoint)
-    p = PRESETS[preset]
-    pattern = re.compile(target_regex(p.target_modules, p.freeze_vision_tower))
-    hits = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pattern.fullmatch(n)]
+    hits = adapted_modules(Florence2ForConditionalGeneration.from_pretrained(tiny_checkpoint), PRESETS[preset])
     text = [n for n in hits if "language_model" in n]
     vision = [n for n in hits if "vision_tower" in n]
     # 2 encoder layers x 4 + 2 decoder layers x 8 (self + cross attention) in the tiny model

@@ -18,6 +18,14 @@ from .source_files import read_image
 IGNORE = -100
 
 
+def target_token_ids(tokenizer, text: str, max_tokens: int, end_id: int) -> tuple[list[int], bool]:
+    """(token ids of ``text`` cut to ``max_tokens``, then ``end_id``; whether it was cut):
+    the labels every family's collator teaches, the end token kept even on a cut target."""
+    ids = tokenizer.encode(text, add_special_tokens=False).ids if text else []
+    cut = len(ids) > max_tokens
+    return ids[:max_tokens] + [end_id], cut
+
+
 class Collator:
     """Turns a list of ``Example`` into the model's keyword arguments (torch tensors).
 
@@ -35,11 +43,9 @@ class Collator:
 
     def target_ids(self, target: str) -> list[int]:
         """Target token ids + ``</s>`` (what the decoder must write, then stop)."""
-        ids = self.text_tokenizer.encode(target, add_special_tokens=False).ids if target else []
-        if len(ids) > self.max_target_tokens:
-            self.cut += 1
-            ids = ids[: self.max_target_tokens]
-        return ids + [self.checkpoint.eos_token_id]
+        ids, cut = target_token_ids(self.text_tokenizer, target, self.max_target_tokens, self.checkpoint.eos_token_id)
+        self.cut += cut
+        return ids
 
     def pixels(self, image) -> np.ndarray:
         """(3, H, W) float32 from a BGR array or an image path."""

@@ -30,7 +30,7 @@ from gi_sdk.frames import to_rgb
 from gi_sdk.json_tasks import answer_kind, json_answer, json_prompt, served
 from gi_sdk.tasks import get_task
 
-from .collate import IGNORE
+from .collate import IGNORE, target_token_ids
 from .evaluate import task_input
 from .source_files import read_image
 
@@ -76,11 +76,9 @@ class JsonCollator:
 
     def target_ids(self, answer: str) -> list[int]:
         """Answer token ids + the end-of-turn token (what the model must write, then stop)."""
-        ids = self.text_tokenizer.encode(answer, add_special_tokens=False).ids if answer else []
-        if len(ids) > self.max_target_tokens:
-            self.cut += 1
-            ids = ids[: self.max_target_tokens]
-        return ids + [self.end_id]
+        ids, cut = target_token_ids(self.text_tokenizer, answer, self.max_target_tokens, self.end_id)
+        self.cut += cut
+        return ids
 
     def example(self, example) -> dict:
         """One example's tensors (batch of one): prompt, answer and labels."""

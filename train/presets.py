@@ -96,3 +96,18 @@ def target_regex(target_modules, freeze_vision_tower: bool) -> str:
     names = "|".join(sorted(set(target_modules), key=list(target_modules).index))
     guard = f"(?!.*{VISION_TOWER})" if freeze_vision_tower else ""
     return f"^{guard}(?:.*\\.)?({names})$"  # (?:...)? so top-level names (lm_head) match too
+
+
+def adapted_modules(model, preset: LoraPreset) -> list[str]:
+    """Names of the ``torch.nn.Linear`` modules of ``model`` that ``preset`` puts LoRA on (what
+    peft will adapt; empty means the preset's names do not fit this model's modules).
+
+    >>> adapted_modules(model, PRESETS["vision-frozen-r16"])[:1]   # doctest: +SKIP
+    ['model.language_model.encoder.layers.0.self_attn.k_proj']
+    """
+    import re
+
+    import torch
+
+    pattern = re.compile(target_regex(preset.target_modules, preset.freeze_vision_tower))
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pattern.fullmatch(n)]
