@@ -9,7 +9,8 @@ from gi_sdk.synthetic.truth import Truth
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from gi_sdk.train.vision_pretrain import SUB, VisionPretrainConfig, _mirror, dense_targets, pretrain_vision  # noqa: E402
+from gi_sdk.train.vision_pretrain import (  # noqa: E402
+    SUB, VisionPretrainConfig, _mirror, calibrate_checkpoint, dense_targets, pretrain_vision)
 
 
 def _truth(width=256, height=256):
@@ -69,3 +70,45 @@ def test_pretrain_vision_trains_the_tower_only(tmp_path):
     record = json.loads((out / "vision_pretrain.json").read_text())
     assert len(record["losses"]) == 3 and set(record["held_out"]) >= {"polyp_cover_iou", "count_equal"}
     assert (out / "tokenizer.json").is_file()
+    # the hand-over to stage 2: the same checkpoint, its projector calibrated on stage 1's scenes
+    calibrated = calibrate_checkpoint(out, tmp_path / "calibrated", n_frames=6, progress=False)
+    moved = {k for k, v in transformers.Florence2ForConditionalGeneration.from_pretrained(calibrated)
+             .state_dict().items() if not torch.equal(v, after.state_dict()[k])}
+    assert moved and all(".multi_modal_projector." in k for k in moved)
+    figures = json.loads((calibrated / "vision_pretrain.json").read_text())["projector"]
+    assert figures["token_cosine_after"] < figures["token_cosine_before"]
+    assert (calibrated / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("projection_dim", [64, 48, 96])
+def test_calibrated_projector_gives_distinct_positioned_tokens(tmp_path, projection_dim):
+    """A tower whose features share a large common part (as a trained one's do) feeds the
+    language model near-identical tokens; after calibration they differ, and by place: the
+    same frame's tokens at two places differ even where the tower's features are equal."""
+    from gi_sdk.train.tiny import build_tiny_florence2
+    from gi_sdk.train.vision_pretrain import _token_cosine, calibrate_projector
+
+    base = build_tiny_florence2(tmp_path / "base", image_size=128)
+    model = transformers.Florence2ForConditionalGeneration.from_pretrained(base).eval()
+    if projection_dim != 64:   # another projector width takes the orthonormal branch
+        model.model.multi_modal_projector.image_projection = torch.nn.Linear(64, projection_dim, bias=False)
+        model.model.multi_modal_projector.image_proj_norm = torch.nn.LayerNorm(projection_dim)
+    tower = model.model.vision_tower
+    forward = tower.forward
+
+    def shifted(x, **kw):   # a common offset 30x the features' own spread
+        out = forward(x, **kw)
+        out.last_hidden_state = out.last_hidden_state + 30 * out.last_hidden_state.std()
+        return out
+
+    tower.forward = shifted
+    pixels = np.random.default_rng(0).normal(size=(12, 3, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        before = _token_cosine(torch, model, pixels)
+        figures = calibrate_projector(model, pixels, batch=6)
+        assert figures["token_cosine_before"] == pytest.approx(before, abs=1e-3)
+        assert before > 0.9 and figures["token_cosine_after"] < 0.3
+        flat = torch.zeros(1, 3, 128, 128)
+        tower.forward = lambda x, **kw: type(forward(x))(last_hidden_state=torch.ones(1, 64, 4, 4))
+        tokens = model.model.get_image_features(flat).pooler_output[0, 1:]
+        assert torch.nn.functional.cosine_similarity(tokens[0], tokens[-1], dim=0) < 0.9

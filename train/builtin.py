@@ -7,9 +7,11 @@
 2. stage 1 (``gi_sdk.train.vision_pretrain``): trains the vision tower alone on dense targets
    from the synthetic truth (where polyps and instruments are, their centres and sizes), because
    a from-scratch tower trained through the text decoder alone learns nothing (docs/training.md);
-3. stage 2: trains the rest (projector, text encoder, decoder, every weight) with the recipe
+3. sets the projector from the trained tower's feature statistics
+   (``vision_pretrain.calibrate_projector``), so the image tokens differ by place and frame;
+4. stage 2: trains the rest (projector, text encoder, decoder, every weight) with the recipe
    ``recipes/synthetic-demo.yaml`` on top of the frozen tower;
-4. installs the merged checkpoint into the package (``sdk/models/synthetic-demo``), where
+5. installs the merged checkpoint into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
 Training takes about 40 minutes on the 2-core machine this project is developed on with
@@ -40,18 +42,20 @@ def build(work: Path, max_steps: int | None = None, seed: int = 0) -> Path:
     from .config import TrainConfig
     from .tiny import build_tiny_florence2
     from .training import run
-    from .vision_pretrain import pretrain_vision
+    from .vision_pretrain import calibrate_checkpoint, pretrain_vision
 
     base = build_tiny_florence2(work / "base", shape=SHAPE, seed=seed, image_size=IMAGE_SIZE)
-    seeing = work / "vision"
+    seeing, calibrated = work / "vision", work / "calibrated"
     if not (seeing / "vision_pretrain.json").is_file():  # stage 1 done already: keep it
         pretrain_vision(base, seeing)
+    if not (calibrated / "vision_pretrain.json").is_file():
+        calibrate_checkpoint(seeing, calibrated)
     recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
-    recipe.update(base=str(seeing), output_dir=str(work / "trained"))
+    recipe.update(base=str(calibrated), output_dir=str(work / "trained"))
     if max_steps is not None:
         recipe["max_steps"] = max_steps
     trained = run(TrainConfig.from_dict(recipe))
-    shutil.copyfile(seeing / "vision_pretrain.json", trained / "vision_pretrain.json")  # stage 1's record
+    shutil.copyfile(calibrated / "vision_pretrain.json", trained / "vision_pretrain.json")  # stage 1's record
     return trained
 
 

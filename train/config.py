@@ -76,6 +76,9 @@ class TrainConfig:
         "help": "override the preset's target module suffixes (q_proj, k_proj, v_proj, out_proj, fc1, fc2, qkv, proj)"})
     freeze_vision_tower: bool | None = field(default=None, metadata={
         "help": "keep the vision tower unchanged (no LoRA under vision_tower); default: the preset's"})
+    freeze_modules: list = field(default_factory=list, metadata={
+        "help": "with the 'full' preset: submodules kept unchanged, by name in the model (e.g. "
+                "model.language_model.encoder); a name the model lacks is an error"})
     learning_rate: float | None = field(default=None, metadata={"help": "peak learning rate; default: the preset's"})
     warmup_ratio: float | None = field(default=None, metadata={"help": "share of steps spent warming up; default: the preset's"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the training examples (ignored when max_steps > 0)"})
@@ -106,6 +109,13 @@ class TrainConfig:
     quantization: str | None = field(default=None, metadata={
         "help": "'4bit': QLoRA, the base loaded in 4-bit NF4 while the adapter trains (needs bitsandbytes and a "
                 "CUDA GPU; refused otherwise); the merge then folds the adapter into the full-precision base"})
+    location_sigma: float = field(default=0.0, metadata={
+        "help": "soft labels for location tokens: the target of a <loc_k> is a Gaussian over neighbouring bins "
+                "with this sigma (in bins, e.g. 8), so near misses are rewarded; 0 = plain cross-entropy "
+                "(gi_sdk.train.locations)"})
+    ordinal_locations: bool = field(default=False, metadata={
+        "help": "start the location tokens' embeddings as sinusoidal codes of their bin (a base with random "
+                "weights only: a pretrained Florence-2 has learnt its own)"})
     stages: list = field(default_factory=list, metadata={
         "help": "run several stages in order, each a mapping of fields that differ from this config (name, "
                 "sources, max_steps, train_projector, ...) and each starting from the previous stage's merged "
@@ -169,6 +179,7 @@ class TrainConfig:
             "learning_rate": pick(self.learning_rate, p.learning_rate),
             "warmup_ratio": pick(self.warmup_ratio, p.warmup_ratio),
             "train_projector": self.train_projector,
+            "freeze_modules": list(self.freeze_modules),
             "quantization": self.quantization,
         }
 

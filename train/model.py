@@ -56,6 +56,13 @@ def add_lora(model, settings: dict, tokenizer):
         model.requires_grad_(True)
         if settings["freeze_vision_tower"]:
             model.model.vision_tower.requires_grad_(False)
+        for name in settings.get("freeze_modules") or ():
+            try:
+                model.get_submodule(name).requires_grad_(False)
+            except AttributeError as exc:
+                from gi_sdk.errors import ConfigError
+
+                raise ConfigError(f"freeze_modules: this model has no submodule {name!r} ({exc})") from exc
         return model
     peft = require("peft", "train")
     config = peft.LoraConfig(

@@ -17,6 +17,7 @@ from gi_sdk.errors import SourceError, require
 from . import qlora
 from .collate import Collator
 from .config import TrainConfig
+from .locations import location_ids, location_trainer_class, ordinal_location_embeddings
 from .merge import git_commit, merge_and_save, write_record
 from .model import add_lora, load_base_model, load_tokenizer
 from .sources import load_sources
@@ -121,9 +122,13 @@ def run(config: TrainConfig | str | Path) -> Path:
     train, val, not_served, tokenizer, added, load_base, collator = _family_side(config, checkpoint, train, val)
     quantization = qlora.quantization_config(config)  # QLoRA: the base in 4 bits (GPU only)
     base_model = load_base(quantization=quantization)
+    if config.ordinal_locations:
+        ordinal_location_embeddings(base_model, tokenizer)
     model = add_lora(qlora.prepare(base_model) if quantization else base_model, lora, tokenizer)
     args = _training_arguments(config, lora, bool(val))
-    trainer = transformers.Trainer(model=model, args=args, data_collator=collator,
+    trainer_class = (location_trainer_class(config.location_sigma, location_ids(tokenizer))
+                     if config.location_sigma > 0 else transformers.Trainer)
+    trainer = trainer_class(model=model, args=args, data_collator=collator,
                                    train_dataset=ExampleDataset(train),
                                    eval_dataset=ExampleDataset(val) if val else None)
     if trainer.is_world_process_zero():  # written first, so a run that dies still says what it was

@@ -18,7 +18,9 @@ A 1 x 1 convolution reads them, so the features must hold them linearly: the for
 decoder's cross-attention reads most easily. The head is thrown away; what is written is an
 ordinary Florence-2 checkpoint with the trained tower (loading takes the usual path). Stage 2
 (the recipe, ``freeze_vision_tower: true``) then trains the projector and the language model
-on top of a tower that already sees.
+on top of a tower that already sees. Before it does, ``calibrate_projector`` sets the projector
+from the trained tower's feature statistics, so that the image tokens differ by place and frame
+(without it they were 91 % alike and carried no position: docs/training.md).
 
 Nothing here is specific to the synthetic scenes but the truth it reads (``Truth.masks``,
 ``.boxes``, ``.labels``): the same targets come from any dataset with instance masks.
@@ -214,6 +216,95 @@ def pretrain_vision(base, out_dir, config: VisionPretrainConfig | None = None, p
               "train_seconds": round(time.perf_counter() - t1, 1)}
     (out / "vision_pretrain.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return out
+
+
+def calibrate_checkpoint(seeing, out_dir, n_frames: int = 400, progress: bool = True) -> Path:
+    """Write ``seeing`` (stage 1's checkpoint) to ``out_dir`` with its projector calibrated
+    (``calibrate_projector``) on ``n_frames`` synthetic frames of stage 1's scenes; the
+    figures go into ``vision_pretrain.json`` under ``projector``."""
+    transformers = require("transformers", "train")
+    from gi_sdk.checkpoint import Checkpoint
+
+    seeing, out = Path(seeing), Path(out_dir)
+    record = json.loads((seeing / "vision_pretrain.json").read_text(encoding="utf-8"))
+    config = VisionPretrainConfig(**record["config"])
+    model = transformers.Florence2ForConditionalGeneration.from_pretrained(seeing).eval()
+    pixels, _ = _frames(config, config.seed, n_frames, config.frames_per_scene, Checkpoint.open(seeing).image_size)
+    record["projector"] = calibrate_projector(model, pixels.astype(np.float32))
+    if progress:
+        print(f"projector calibrated: {record['projector']}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    for name in _CARRIED:
+        if (seeing / name).is_file():
+            shutil.copyfile(seeing / name, out / name)
+    (out / "vision_pretrain.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return out
+
+
+def calibrate_projector(model, pixels, batch: int = 50) -> dict:
+    """Data-dependent start of the projector between a trained tower and the language model.
+
+    A trained tower's features share a large common part (on the built-in model's: a mean
+    vector of norm 24 against 0.57 per channel of variation), and Florence-2's learnt 2D
+    position embeddings start at std 0.02: through the projector's linear map and LayerNorm
+    every image token came out nearly the same (mean cosine 0.91 between tokens) and carried
+    no position, so the decoder could neither tell frames apart nor say where anything was
+    (it wrote the same box for every frame). So, measured on ``pixels`` (N, 3, H, W):
+
+    - the row / column position embeddings become 2D sinusoidal codes of each cell's place,
+      as strong per channel as the features vary;
+    - the projection scales each channel by its spread and removes the common direction
+      (it has no bias, so the mean is taken out as a direction), so what the language model
+      sees is what differs between places and frames.
+
+    Returns the figures before / after (mean cosine between image tokens).
+    """
+    torch = require("torch", "train")
+    proj = model.model.multi_modal_projector
+    tower = model.model.vision_tower
+    with torch.no_grad():
+        before = _token_cosine(torch, model, pixels[:batch])
+        feats = torch.cat([tower(torch.as_tensor(pixels[i:i + batch]).float()).last_hidden_state
+                           for i in range(0, len(pixels), batch)])          # (N, C, rows, cols)
+        _, channels, rows, cols = feats.shape
+        spread = feats.permute(0, 2, 3, 1).reshape(-1, channels).std(0).clamp_min(1e-3)
+        pe = proj.image_position_embed
+        n_col = pe.column_embeddings.weight.shape[1]
+        pe.column_embeddings.weight[:cols] = _sinusoid(torch, cols, n_col) * spread[:n_col]
+        pe.row_embeddings.weight[:rows] = _sinusoid(torch, rows, channels - n_col) * spread[n_col:]
+        positioned = feats + pe(feats)
+        tokens = positioned.flatten(2).transpose(1, 2)
+        tokens = tokens + proj.visual_temporal_embed(tokens[:, :1, :]).unsqueeze(1)
+        scaled = (tokens / spread).reshape(-1, channels)
+        common = scaled.mean(0)
+        common = common / common.norm()
+        weight = (torch.eye(channels) - torch.outer(common, common)) / spread     # (C, C)
+        out_dim = proj.image_projection.weight.shape[0]
+        if out_dim != channels:   # another width: an orthonormal map on top
+            q, _ = torch.linalg.qr(torch.randn(max(out_dim, channels), min(out_dim, channels)))
+            weight = (q.T if out_dim < channels else q) @ weight
+        proj.image_projection.weight.copy_(weight.to(proj.image_projection.weight.dtype))
+        after = _token_cosine(torch, model, pixels[:batch])
+    return {"token_cosine_before": round(before, 4), "token_cosine_after": round(after, 4)}
+
+
+def _sinusoid(torch, n: int, dim: int):
+    """(n, dim) sine/cosine codes of n evenly spaced places (cell centres), unit variance."""
+    import math
+
+    place = (torch.arange(n, dtype=torch.float32)[:, None] + 0.5) / n
+    periods = torch.logspace(math.log10(0.08), math.log10(4.0), (dim + 1) // 2)
+    angle = 2 * math.pi * place / periods[None]
+    code = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).reshape(n, -1)[:, :dim]
+    return code * math.sqrt(2.0)
+
+
+def _token_cosine(torch, model, pixels) -> float:
+    """Mean cosine similarity between the image tokens the language model receives."""
+    tokens = model.model.get_image_features(torch.as_tensor(pixels).float()).pooler_output[:, 1:]
+    flat = torch.nn.functional.normalize(tokens.reshape(-1, tokens.shape[-1]), dim=-1)
+    return (flat @ flat.T).mean().item()
 
 
 def _mirror(torch, x, y):
