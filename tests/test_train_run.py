@@ -150,6 +150,32 @@ def test_full_preset_trains_every_weight_without_an_adapter(small_checkpoint, tm
     assert Session(out, backend="torch").detect(scene(1)[0], max_new_tokens=4).task == "detect"
 
 
+def test_full_preset_keeps_frozen_modules_and_teaches_locations_softly(small_checkpoint, tmp_path):
+    # the built-in model's stage 2: projector and encoder layers fixed, soft location labels,
+    # location embeddings started as ordinal codes
+    from safetensors.numpy import load_file
+
+    from gi_sdk.train.locations import location_ids
+    from gi_sdk.train.model import load_tokenizer
+
+    sources = [{"kind": "synthetic", "params": {"n_images": 2, "width": 96, "height": 72, "tasks": ["detect"]}}]
+    frozen = ["model.multi_modal_projector", "model.language_model.encoder.layers"]
+    out = run(_config(small_checkpoint, tmp_path / "frozen", sources, lora="full", learning_rate=1e-3,
+                      target_modules=None, max_steps=2, freeze_modules=frozen, location_sigma=6.0,
+                      ordinal_locations=True))
+    before, after = load_file(str(small_checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    moved = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert any("decoder" in k for k in moved) and any("vision_tower" in k for k in moved)
+    assert not any("multi_modal_projector" in k or "encoder.layers" in k for k in moved)
+    locs = location_ids(load_tokenizer(out)[0])
+    emb = next(after[k] for k in after if k.endswith("shared.weight"))[locs.start:locs.stop]
+    norms = np.linalg.norm(emb, axis=1)   # ordinal codes (norm 1), moved a little by two steps
+    assert np.allclose(norms, 1.0, atol=0.05)
+    with pytest.raises(Exception, match="no submodule 'model.nowhere'"):
+        run(_config(small_checkpoint, tmp_path / "bad", sources, lora="full", target_modules=None,
+                    max_steps=1, freeze_modules=["model.nowhere"]))
+
+
 # ---------------------------------------------------------------------------------- merge
 
 def _tied_copy(checkpoint, out):
