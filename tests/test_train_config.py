@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,38 @@ def test_builtin_recipe_loads():
 
     cfg = TrainConfig.from_dict({**yaml.safe_load(RECIPE.read_text()), "base": "b", "output_dir": "o"})
     assert cfg.lora_settings()["rank"] == 0 and cfg.sources[0].kind == "synthetic"
+
+
+def test_a_finished_stage_is_not_run_again(tmp_path):
+    """run_stages goes on from the first stage not done: a stage folder holding a record of the
+    same config (written anywhere) is kept; one of another config runs again."""
+    from gi_sdk.train.two_stage import run_stages
+
+    recipe = TrainConfig(base="b", output_dir=str(tmp_path / "out"), lora="full",
+                         stages=[{"name": "one", "max_steps": 5}, {"name": "two", "max_steps": 7}])
+    ran = []
+
+    def run_one(stage):
+        ran.append(stage.max_steps)
+        out = Path(stage.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "training_record.json").write_text(json.dumps({"config": stage.to_dict()}))
+        return out
+
+    run_stages(recipe, run_one)
+    assert ran == [5, 7]
+    ran.clear()
+    run_stages(recipe, run_one)           # stage one done: only the last runs
+    assert ran == [7]
+    moved = tmp_path / "out" / "stages" / "one" / "training_record.json"
+    record = json.loads(moved.read_text())
+    record["config"]["output_dir"] = "/elsewhere"   # a finished run moved into place still counts
+    moved.write_text(json.dumps(record))
+    ran.clear()
+    run_stages(recipe, run_one)
+    assert ran == [7]
+    record["config"]["max_steps"] = 6                # ... but not one of another config
+    moved.write_text(json.dumps(record))
+    ran.clear()
+    run_stages(recipe, run_one)
+    assert ran == [5, 7]

@@ -110,6 +110,19 @@ def test_synthetic_frames_per_scene_gives_distinct_views_of_fewer_scenes():
         load_sources([spec(frames_per_scene=0)])
 
 
+def test_synthetic_polygon_points_caps_each_segment_polygon():
+    spec = lambda **kw: SourceSpec("synthetic", params={"n_images": 8, "width": 320, "height": 256,  # noqa: E731
+                                                        "tasks": ["segment"], "seed": 4, **kw})
+    full, _ = load_sources([spec()])
+    short, _ = load_sources([spec(polygon_points=6)])
+    assert [e.image_id for e in full] == [e.image_id for e in short] and full
+    seg = get_task("segment")
+    for long_one, e in zip(full, short):
+        polygons = [p for instance in build_result(seg, e.target, (320, 256)).polygons for p in instance]
+        assert polygons and all(3 <= len(p) <= 6 for p in polygons)
+        assert e.target.count("<loc_") <= long_one.target.count("<loc_")
+
+
 def _ex(image_id, task="ask", source="s"):
     return Example(None, image_id, task, "p", "t", source)
 

@@ -11,7 +11,8 @@
    (``vision_pretrain.calibrate_projector``), so the image tokens differ by place and frame;
 4. stage 2: trains the rest (projector, text encoder, decoder, every weight) with the recipe
    ``recipes/synthetic-demo.yaml`` on top of the frozen tower;
-5. installs the merged checkpoint into the package (``sdk/models/synthetic-demo``), where
+5. exports it to a verified ONNX bundle (``--precision auto``, with its quantization report)
+   and installs that into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
 Training takes about 40 minutes on the 2-core machine this project is developed on with
@@ -30,10 +31,6 @@ RECIPE = Path(__file__).with_name("recipes") / "synthetic-demo.yaml"
 #: Where the built-in model lives inside the package (gi_sdk/models/synthetic-demo).
 INSTALL_DIR = Path(__file__).resolve().parents[1] / "sdk" / "models" / "synthetic-demo"
 SHAPE, IMAGE_SIZE = "demo", 256
-#: What the package ships: weights, configs, tokenizer, record (no optimiser state).
-SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-           "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json",
-           "processor_config.json", "training_record.json", "vision_pretrain.json")
 
 
 def build(work: Path, max_steps: int | None = None, seed: int = 0) -> Path:
@@ -59,11 +56,20 @@ def build(work: Path, max_steps: int | None = None, seed: int = 0) -> Path:
     return trained
 
 
-def install(checkpoint: Path, target: Path = INSTALL_DIR) -> Path:
-    """Copy the shipped files of ``checkpoint`` into the package."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in SHIPPED:
-        shutil.copyfile(Path(checkpoint) / name, target / name)
+def install(checkpoint: Path, target: Path = INSTALL_DIR, precision: str = "auto") -> Path:
+    """Export ``checkpoint`` to a verified bundle (``gi_sdk.export``; ``auto``: the int8
+    parts that keep localization, with the quantization report) and put it into the package
+    in place of what was there. The bundle is written beside ``target`` first, so a failed
+    export leaves the installed model as it was."""
+    from gi_sdk.export import export_bundle
+
+    target = Path(target)
+    staging = target.with_name(target.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    export_bundle(checkpoint, staging, precision=precision)
+    shutil.copyfile(Path(checkpoint) / "vision_pretrain.json", staging / "vision_pretrain.json")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     return target
 
 
@@ -72,8 +78,10 @@ def main(argv=None) -> None:
     parser.add_argument("--work", default=".cache/builtin", help="working folder (base, trainer checkpoints)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the recipe's max_steps")
     parser.add_argument("--no-install", action="store_true", help="train only; leave the package as it is")
+    parser.add_argument("--install-only", action="store_true",
+                        help="install WORK/trained as it is (a finished training), without training")
     args = parser.parse_args(argv)
-    trained = build(Path(args.work), args.max_steps)
+    trained = Path(args.work) / "trained" if args.install_only else build(Path(args.work), args.max_steps)
     print(f"trained: {trained}")
     if not args.no_install:
         print(f"installed: {install(trained)}")

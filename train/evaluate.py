@@ -52,7 +52,11 @@ def training_record(model_path) -> dict:
 
 
 def _trained_synthetic(model_path) -> list:
-    sources = training_record(model_path).get("config", {}).get("sources", [])
+    """The synthetic sources the model was trained on, every stage's (``stages``) included."""
+    config = training_record(model_path).get("config", {})
+    sources = list(config.get("sources", []))
+    for stage in config.get("stages") or ():
+        sources += stage.get("sources", []) if isinstance(stage, dict) else []
     return [s for s in sources if isinstance(s, dict) and s.get("kind") == "synthetic"]
 
 

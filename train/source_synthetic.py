@@ -1,7 +1,9 @@
 """Source kind ``synthetic``: frames of ``gi_sdk.synthetic.SyntheticEndoscope`` with exact truth.
 
 params: ``n_images`` (50), ``seed`` (0), ``width`` (320), ``height`` (256), ``tasks`` (all of
-``SYNTHETIC_TASKS``), ``qa_per_image`` (3 questions from ``qa_records``), ``frames_per_scene`` (1).
+``SYNTHETIC_TASKS``), ``qa_per_image`` (3 questions from ``qa_records``), ``frames_per_scene`` (1),
+``polygon_points`` (100: most vertices per polygon of a segment target; fewer = shorter
+targets, for a model that must write them in real time).
 By default one frame per segment of the synthetic colon, so every image shows another scene;
 painting a scene costs ~0.2 s, so large sets take ``frames_per_scene`` frames spread over each
 segment (the camera has moved between them: other views of the same polyps).
@@ -24,7 +26,7 @@ def _polyps(truth):
     return truth.boxes[keep].reshape(-1, 4), truth.masks[keep]
 
 
-def _examples_for(frame, truth, image_id, tasks, qa, source) -> list[Example]:
+def _examples_for(frame, truth, image_id, tasks, qa, source, polygon_points=100) -> list[Example]:
     size = (frame.shape[1], frame.shape[0])
     boxes, masks = _polyps(truth)
     out = []
@@ -41,7 +43,7 @@ def _examples_for(frame, truth, image_id, tasks, qa, source) -> list[Example]:
     if len(boxes) and "ground" in tasks:
         add("ground", "polyp", ground_target("polyp", boxes, size))
     if len(boxes) and "segment" in tasks:
-        target = segment_target(masks.any(axis=0))
+        target = segment_target(masks.any(axis=0), polygon_points)
         if target is not None:  # a polyp too small for a polygon: no segment example
             add("segment", "polyp", target)
     for r in qa if "ask" in tasks else ():
@@ -60,6 +62,7 @@ def synthetic_examples(spec, report: SourceReport) -> list[Example]:
     scope = SyntheticEndoscope(seed=seed, width=int(p.get("width", 320)), height=int(p.get("height", 256)))
     rng = np.random.default_rng([seed, 0x7EA1])
     n_qa = int(p.get("qa_per_image", 3))
+    polygon_points = int(p.get("polygon_points", 100))
     per_scene = int(p.get("frames_per_scene", 1))
     if per_scene < 1:
         raise ValueError(f"synthetic source: frames_per_scene must be >= 1, got {per_scene}")
@@ -76,5 +79,5 @@ def synthetic_examples(spec, report: SourceReport) -> list[Example]:
         report.records += 1
         report.images += 1
         qa = qa_records(image_id, truth, rng, n_single=n_qa, n_pairs=0, n_triples=0)[:n_qa]
-        examples += report.add(_examples_for(frame, truth, image_id, tasks, qa, report.name))
+        examples += report.add(_examples_for(frame, truth, image_id, tasks, qa, report.name, polygon_points))
     return examples

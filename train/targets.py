@@ -37,11 +37,12 @@ def ground_target(phrase: str, boxes, image_size) -> str:
     return encode_boxes(boxes, image_size, [phrase] + [""] * (n - 1))
 
 
-def segment_target(mask) -> str | None:
-    """``<REFERRING_EXPRESSION_SEGMENTATION>``: polygons of a binary mask, label-less (as
-    transformers returns them); None when the mask has no region worth a polygon."""
+def segment_target(mask, max_points: int = 100) -> str | None:
+    """``<REFERRING_EXPRESSION_SEGMENTATION>``: polygons of a binary mask (at most
+    ``max_points`` vertices each), label-less (as transformers returns them); None when the
+    mask has no region worth a polygon."""
     m = np.asarray(mask, dtype=bool)
-    polygons = mask_to_polygons(m)
+    polygons = mask_to_polygons(m, max_points=max_points)
     if not polygons:
         return None
     return encode_polygons(polygons, (m.shape[1], m.shape[0]))

@@ -4,7 +4,8 @@ tune on the instruction tasks) or any other sequence.
 Each entry of ``TrainConfig.stages`` lists the fields that differ from the recipe; stage k
 starts from stage k-1's merged checkpoint, kept in ``output_dir/stages/NAME``; the last stage
 writes ``output_dir``, whose ``training_record.json`` carries every stage's record under
-``stages``. A recipe (Idefics2 on ROCO captions, then VQA-RAD, in 4-bit)::
+``stages``. A stage already done (its folder holds a record of the same config) is not run
+again, so a run stopped in a later stage goes on from there. A recipe (Idefics2 on ROCO captions, then VQA-RAD, in 4-bit)::
 
     base: models/idefics3-8b
     output_dir: runs/two-stage
@@ -27,6 +28,19 @@ from pathlib import Path
 from .merge import write_record
 
 
+def _finished(stage, stage_out: Path) -> bool:
+    """Whether ``stage_out`` holds this very stage done already (a merged checkpoint whose
+    record has the same config): a run stopped in a later stage goes on from there."""
+    record = stage_out / "training_record.json"
+    if not record.is_file():
+        return False
+    done = json.loads(record.read_text(encoding="utf-8")).get("config", {})
+    wanted = json.loads(json.dumps(stage.to_dict()))
+    # where it was written does not matter (a finished run moved into place counts)
+    done.pop("output_dir", None), wanted.pop("output_dir", None)
+    return done == wanted
+
+
 def run_stages(config, run_one) -> Path:
     """Run ``config.stages`` in order with ``run_one`` (``gi_sdk.train.training.run``); return
     the last stage's output (``config.output_dir``)."""
@@ -37,7 +51,7 @@ def run_stages(config, run_one) -> Path:
         name = config.stage_name(i)
         stage_out = out if last else out / "stages" / name
         stage = config.stage_config(i, base=str(base), output_dir=str(stage_out))
-        base = run_one(stage)
+        base = stage_out if not last and _finished(stage, stage_out) else run_one(stage)
         record = json.loads((Path(base) / "training_record.json").read_text(encoding="utf-8"))
         records.append({"name": name, "output": str(base), **record})
     final = dict(records[-1])
