@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up .venv, build the extension, build the tiny model, write the overlay video
+#   make demo   set up .venv, build the extension, write the overlay video with the built-in model
 #   make test   set up .venv, build the extension, run the tests
 # A second run skips the set-up already done (stamp files track what it depends on).
 
@@ -8,7 +8,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.gi-sdk-installed
-MODEL  := .cache/models/tiny-florence2
 DEMO_OUT ?= out/overlay.mp4
 # more demo flags, e.g.  make demo DEMO_ARGS='--web --ask "Is there a polyp?"'  (gi-sdk demo --help)
 DEMO_ARGS ?=
@@ -31,9 +30,6 @@ $(STAMP): $(BIN)/python setup.py pyproject.toml $(wildcard cpp_ext/*.cpp cpp_ext
 	$(BIN)/python -c "import gi_sdk._native"  # fail here, not in the tests, if the build broke
 	touch $(STAMP)
 
-$(MODEL)/config.json: $(STAMP) train/tiny.py
-	$(BIN)/python -m gi_sdk.train.tiny --out $(MODEL)
-
 # Debian's chromium for the web viewer's browser test (tests/test_demo.py). Tried once per
 # venv; where it cannot be installed (not root, not Debian) that one test skips and says why.
 BROWSER := $(VENV)/.browser-checked
@@ -48,11 +44,13 @@ $(BROWSER): $(BIN)/python
 test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP) $(MODEL)/config.json
-	$(BIN)/gi-sdk demo --model $(MODEL) --out $(DEMO_OUT) $(DEMO_ARGS)
+# the built-in model (sdk/models/synthetic-demo, shipped in the package) on the built-in
+# synthetic endoscope video; another model: make demo DEMO_ARGS='--model FOLDER'
+demo: $(STAMP)
+	$(BIN)/gi-sdk demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # Rebuild the built-in model from nothing (random weights -> trained on synthetic scenes ->
-# installed into sdk/models/synthetic-demo); about 40 minutes on a 2-core CPU machine.
+# installed into sdk/models/synthetic-demo); about 2 hours on a 2-core CPU machine.
 builtin-model: $(STAMP)
 	$(BIN)/python -m gi_sdk.train.builtin
 
