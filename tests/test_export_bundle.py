@@ -285,3 +285,23 @@ def test_export_errors_are_clear(tmp_path, args, says):
     proc = _cli("export", str(tmp_path / "missing"), "--out", str(tmp_path / "b"), *args)
     assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_the_shipped_builtin_model_is_a_sound_bundle_that_answers():
+    """What `Session()` and `make demo` load: a bundle whose every file matches its hash, that
+    says how it was trained (both stages), and answers on a synthetic frame."""
+    from gi_sdk import Session
+    from gi_sdk.synthetic import SyntheticEndoscope
+
+    bundle = Bundle.open(builtin_bundle())
+    files = {p.name for p in bundle.path.iterdir()}
+    assert files <= set(bundle.manifest["files"]) | {MANIFEST}   # nothing unlisted, so nothing unhashed
+    assert not any(f.endswith((".pkl", ".pt", ".bin", ".py")) for f in files)
+    record = json.loads((bundle.path / "training_record.json").read_text())
+    assert [s["name"] for s in record["stages"]] == ["round1", "round2"]
+    assert record["vision_pretrain"]["projector"]["token_cosine_after"] < 0.1
+    session = Session()
+    assert session.backend_name == "onnxruntime"
+    frame, _ = SyntheticEndoscope(seed=1000, width=455, height=256).frame(0)
+    r = session.detect(frame)
+    assert r.task == "detect" and not r.parse_failed and len(r.boxes) == len(r.labels)

@@ -52,8 +52,21 @@ def build(work: Path, max_steps: int | None = None, seed: int = 0) -> Path:
     if max_steps is not None:
         recipe["max_steps"] = max_steps
     trained = run(TrainConfig.from_dict(recipe))
-    shutil.copyfile(calibrated / "vision_pretrain.json", trained / "vision_pretrain.json")  # stage 1's record
+    record_stage_one(trained, calibrated)
     return trained
+
+
+def record_stage_one(trained: Path, calibrated: Path) -> None:
+    """Put stage 1's record (tower training, projector calibration) into the trained
+    checkpoint's ``training_record.json`` under ``vision_pretrain``, so the bundle, which
+    carries that record (hashed like every bundle file), says how its tower was made."""
+    import json
+
+    from .merge import write_record
+
+    record = json.loads((trained / "training_record.json").read_text(encoding="utf-8"))
+    record["vision_pretrain"] = json.loads((calibrated / "vision_pretrain.json").read_text(encoding="utf-8"))
+    write_record(trained, record)
 
 
 def install(checkpoint: Path, target: Path = INSTALL_DIR, precision: str = "auto") -> Path:
@@ -67,7 +80,6 @@ def install(checkpoint: Path, target: Path = INSTALL_DIR, precision: str = "auto
     staging = target.with_name(target.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     export_bundle(checkpoint, staging, precision=precision)
-    shutil.copyfile(Path(checkpoint) / "vision_pretrain.json", staging / "vision_pretrain.json")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
