@@ -15,9 +15,9 @@
    and installs that into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
-Training takes about 40 minutes on the 2-core machine this project is developed on with
-nothing else running (stage 1 ~16, stage 2 ~21; docs/training.md); ``--max-steps`` shortens
-stage 2.
+Training takes about 1 h 45 min on the 2-core machine this project is developed on with
+nothing else running (stage 1 ~25 min, the decoder's two rounds ~39 + ~36, export and
+report under a minute; docs/training.md); ``--max-steps`` shortens each round.
 """
 from __future__ import annotations
 
