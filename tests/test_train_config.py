@@ -147,3 +147,17 @@ def test_a_finished_stage_is_not_run_again(tmp_path):
     ran.clear()
     run_stages(recipe, run_one)
     assert ran == [5, 7]
+    # a record written before a config field existed: the same config when the new field is
+    # at its default, another one when it is not
+    record["config"]["max_steps"] = 5
+    del record["config"]["cache_image_features"]
+    moved.write_text(json.dumps(record))
+    ran.clear()
+    run_stages(recipe, run_one)
+    assert ran == [7]
+    cached = TrainConfig(base="b", output_dir=str(tmp_path / "out"), lora="full",
+                         stages=[{"name": "one", "max_steps": 5, "cache_image_features": True},
+                                 {"name": "two", "max_steps": 7}])
+    ran.clear()
+    run_stages(cached, run_one)
+    assert ran == [5, 7]

@@ -176,6 +176,66 @@ def test_full_preset_keeps_frozen_modules_and_teaches_locations_softly(small_che
                     max_steps=1, freeze_modules=["model.nowhere"]))
 
 
+def test_image_feature_cache_computes_each_image_once_and_changes_nothing(small_checkpoint, tmp_path):
+    # the cache serves a frozen tower's tokens from memory: one computation per distinct image,
+    # the same tokens as the tower, the same training run; refused when the tower would train
+    from gi_sdk.errors import ConfigError
+    from gi_sdk.train.feature_cache import ImageFeatureCache
+    from safetensors.numpy import load_file
+
+    tokenizer, _ = load_tokenizer(small_checkpoint)
+    frozen = ["model.multi_modal_projector"]
+    model = add_lora(load_base_model(small_checkpoint, tokenizer),
+                     {"rank": 0, "freeze_vision_tower": True, "freeze_modules": frozen}, tokenizer)
+    pixels = torch.randn(3, 3, 128, 128)
+    batch = torch.stack([pixels[0], pixels[1], pixels[0], pixels[2]])     # image 0 twice
+    model.eval()
+    with torch.no_grad():
+        want = model.model.get_image_features(batch).pooler_output
+    cache = ImageFeatureCache(model).install()
+    got = model.model.get_image_features(batch).pooler_output
+    assert (cache.misses, cache.hits, len(cache)) == (3, 1, 3)
+    torch.testing.assert_close(got, want)
+    again = model.model.get_image_features(batch[1:3]).pooler_output
+    assert (cache.misses, cache.hits) == (3, 3)
+    torch.testing.assert_close(again, want[1:3])
+    cache.remove()
+    assert "get_image_features" not in vars(model.model)
+    model.model.multi_modal_projector.requires_grad_(True)
+    with pytest.raises(ConfigError, match="multi_modal_projector.* trains"):
+        ImageFeatureCache(model)
+
+    # a tower without drop-path (the built-in model's): in training mode it computes what the
+    # cache keeps (with drop-path on, a frozen tower's training-mode tokens are random; the cache
+    # keeps the inference ones)
+    import shutil
+
+    base_dir = shutil.copytree(small_checkpoint, tmp_path / "base")
+    config = json.loads((base_dir / "config.json").read_text())
+    config["vision_config"]["drop_path_rate"] = 0.0
+    (base_dir / "config.json").write_text(json.dumps(config))
+    sources = [{"kind": "synthetic", "params": {"n_images": 3, "width": 96, "height": 72, "tasks": ["detect", "count"]}}]
+    settings = dict(lora="full", learning_rate=1e-3, target_modules=None, max_steps=3, freeze_vision_tower=True,
+                    freeze_modules=frozen, batch_size=2, logging_steps=1)
+    plain = run(_config(base_dir, tmp_path / "plain", sources, **settings))
+    cached = run(_config(base_dir, tmp_path / "cached", sources, cache_image_features=True, **settings))
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(cached / "model.safetensors"))
+    base = load_file(str(base_dir / "model.safetensors"))
+    records = [json.loads((out / "training_record.json").read_text()) for out in (plain, cached)]
+    losses = [[h["loss"] for h in r["losses"]] for r in records]
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-4)   # the same run
+    # weights: the cache computes tokens in other batches, so they differ by rounding; Adam divides
+    # by the gradient's size, which makes that up to ~1e-4 here, and full steps for key biases
+    # (their gradient is 0 but for rounding: softmax ignores a shift): left out. A step moves
+    # weights by ~1e-3.
+    assert max(float(np.abs(a[k] - base[k]).max()) for k in a) > 1e-3
+    for k in a:
+        if not k.endswith("k_proj.bias"):
+            np.testing.assert_allclose(a[k], b[k], atol=2e-4, err_msg=k)
+    metrics = records[1]["metrics"]
+    assert metrics["image_feature_cache_misses"] == 3 and metrics["image_feature_cache_hits"] > 0
+
+
 # ---------------------------------------------------------------------------------- merge
 
 def _tied_copy(checkpoint, out):

@@ -123,6 +123,24 @@ def test_synthetic_polygon_points_caps_each_segment_polygon():
         assert e.target.count("<loc_") <= long_one.target.count("<loc_")
 
 
+def test_box_and_point_targets_list_instances_left_to_right():
+    # one order for every target, so the first instance a model writes has one right answer
+    from gi_sdk.train.targets import count_target, detect_target, ground_target, point_target
+
+    size = (1000, 1000)
+    boxes = [[700, 100, 800, 200], [100, 500, 200, 600], [400, 300, 500, 400], [100, 100, 200, 200]]
+    labels = ["instrument", "polyp", "polyp", "polyp"]
+    got = build_result(get_task("detect"), detect_target(boxes, labels, size), size)
+    assert np.floor(got.boxes[:, 0]).tolist() == [100, 100, 400, 700]          # left to right ...
+    assert np.floor(got.boxes[:2, 1]).tolist() == [100, 500]                   # ... top first on a tie
+    assert list(got.labels) == ["polyp", "polyp", "polyp", "instrument"]   # labels follow their box
+    for task, target in [("count", count_target(boxes, "polyp", size)),
+                         ("ground", ground_target("polyp", boxes, size))]:
+        assert np.floor(build_result(get_task(task), target, size).boxes[:, 0]).tolist() == [100, 100, 400, 700]
+    points = build_result(get_task("point"), point_target([[600, 10], [50, 900], [50, 20]], "polyp", size), size)
+    assert np.floor(points.points).tolist() == [[50, 20], [50, 900], [600, 10]]
+
+
 def _ex(image_id, task="ask", source="s"):
     return Example(None, image_id, task, "p", "t", source)
 

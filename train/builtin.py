@@ -49,8 +49,11 @@ def build(work: Path, max_steps: int | None = None, seed: int = 0) -> Path:
         calibrate_checkpoint(seeing, calibrated)
     recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
     recipe.update(base=str(calibrated), output_dir=str(work / "trained"))
-    if max_steps is not None:
+    if max_steps is not None:  # every round, also those that name their own
         recipe["max_steps"] = max_steps
+        for stage in recipe.get("stages") or ():
+            if "max_steps" in stage:
+                stage["max_steps"] = max_steps
     trained = run(TrainConfig.from_dict(recipe))
     record_stage_one(trained, calibrated)
     return trained

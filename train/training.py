@@ -17,6 +17,7 @@ from gi_sdk.errors import SourceError, require
 from . import qlora
 from .collate import Collator
 from .config import TrainConfig
+from .feature_cache import ImageFeatureCache
 from .locations import location_ids, location_trainer_class, ordinal_location_embeddings
 from .merge import git_commit, merge_and_save, write_record
 from .model import add_lora, load_base_model, load_tokenizer
@@ -125,6 +126,7 @@ def run(config: TrainConfig | str | Path) -> Path:
     if config.ordinal_locations:
         ordinal_location_embeddings(base_model, tokenizer)
     model = add_lora(qlora.prepare(base_model) if quantization else base_model, lora, tokenizer)
+    cache = ImageFeatureCache(model).install() if config.cache_image_features else None
     args = _training_arguments(config, lora, bool(val))
     trainer_class = (location_trainer_class(config.location_sigma, location_ids(tokenizer))
                      if config.location_sigma > 0 else transformers.Trainer)
@@ -133,10 +135,16 @@ def run(config: TrainConfig | str | Path) -> Path:
                                    eval_dataset=ExampleDataset(val) if val else None)
     if trainer.is_world_process_zero():  # written first, so a run that dies still says what it was
         config.save_json(out / "train_config.json")
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    metrics = dict(result.metrics)
-    if val:
-        metrics.update(trainer.evaluate())
+    try:
+        result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+        metrics = dict(result.metrics)
+        if val:
+            metrics.update(trainer.evaluate())
+    finally:
+        if cache is not None:
+            cache.remove()
+    if cache is not None:
+        metrics.update(image_feature_cache_hits=cache.hits, image_feature_cache_misses=cache.misses)
     if not trainer.is_world_process_zero():
         return out
     # a QLoRA adapter merges into the full-precision base, not into its 4-bit copy

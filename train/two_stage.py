@@ -36,6 +36,11 @@ def _finished(stage, stage_out: Path) -> bool:
         return False
     done = json.loads(record.read_text(encoding="utf-8")).get("config", {})
     wanted = json.loads(json.dumps(stage.to_dict()))
+    # a field added to the config since that run, left at its default, is the same config
+    defaults = json.loads(json.dumps(type(stage)(base="", output_dir="").to_dict()))
+    for key in set(wanted) - set(done):
+        if wanted[key] == defaults.get(key):
+            del wanted[key]
     # where it was written does not matter (a finished run moved into place counts)
     done.pop("output_dir", None), wanted.pop("output_dir", None)
     return done == wanted
