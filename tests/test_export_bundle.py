@@ -298,7 +298,12 @@ def test_the_shipped_builtin_model_is_a_sound_bundle_that_answers():
     assert files <= set(bundle.manifest["files"]) | {MANIFEST}   # nothing unlisted, so nothing unhashed
     assert not any(f.endswith((".pkl", ".pt", ".bin", ".py")) for f in files)
     record = json.loads((bundle.path / "training_record.json").read_text())
-    assert [s["name"] for s in record["stages"]] == ["round1", "round2"]
+    import yaml
+
+    from gi_sdk.train.builtin import RECIPE
+
+    recipe = yaml.safe_load(RECIPE.read_text())   # the shipped model is the recipe's, every round
+    assert [s["name"] for s in record["stages"]] == [s["name"] for s in recipe["stages"]]
     assert record["vision_pretrain"]["projector"]["token_cosine_after"] < 0.1
     session = Session()
     assert session.backend_name == "onnxruntime"
