@@ -15,8 +15,9 @@ after the other, so its peak memory is its own; the frame, question and token bu
 same for all, and the JSON says whether each runtime produced the baseline's tokens.
 
 Stages (milliseconds): preprocess, vision, prompt encode, first token (frame in -> first
-token out), per token (each later token), decode (ids -> Result), whole ask; ``3 tasks`` (detect + segment + ask on one frame, vision run once) next to one
-task; and, where ``Session.stream`` exists, the pass-through and marker delays of a stream of
+token out), per token (each later token), decode (ids -> Result), whole ask; ``3 tasks`` (detect + segment + ask on one frame with ``Session.run_many``: the
+vision tower once, the three prompts decoded as one batch) and ``3 tasks one by one`` (three
+``Session.run`` calls on that frame, the vision tower once) next to one task; and, where ``Session.stream`` exists, the pass-through and marker delays of a stream of
 synthetic frames (>= 1000 in a full run). For each: n, p50 / p90 / p99 / p99.9 / max, stddev;
 fps; peak memory (RSS; CUDA allocator peak on a GPU). On CUDA every timed stage is
 synchronized. It also runs ``benchmarks/native.py`` (pre/post-processing alone).
@@ -240,7 +241,7 @@ def run_session(spec: dict) -> dict:
     frame = test_frame()
     budget = spec["max_new_tokens"]
     times = {s: [] for s in STAGES}
-    three, one = [], []
+    three, one, one_by_one = [], [], []
     tokens = None
     clock = Clock(spec["device"])
     for i in range(spec["warmup"] + spec["runs"]):
@@ -267,9 +268,16 @@ def run_session(spec: dict) -> dict:
         session.run(other, "segment", "polyp", max_new_tokens=budget)
         session.run(other, TASK, QUESTION, max_new_tokens=budget)
         t2 = clock.now()
+        batch = frame.copy()
+        batch[2, 2, 2] ^= 1 + (i % 3)
+        t3 = clock.now()
+        session.run_many(batch, ["detect", ("segment", "polyp"), (TASK, QUESTION)], max_new_tokens=budget)
+        t4 = clock.now()
         one.append(t1 - t0)
-        three.append(t2 - t0)
-    out = {"stages": times, "tokens": tokens, "three_tasks": three, "one_task": one}
+        one_by_one.append(t2 - t0)
+        three.append(t4 - t3)
+    out = {"stages": times, "tokens": tokens, "three_tasks": three, "three_tasks_one_by_one": one_by_one,
+           "one_task": one}
     if spec["stream_frames"] and hasattr(session, "stream"):
         out.update(run_stream(session, spec["stream_frames"]))
     return out
@@ -338,6 +346,7 @@ def rows_of(label: dict, out: dict) -> list[dict]:
         if samples:
             rows.append({**label, "stage": stage, **summarize(samples)})
     for stage, key in (("one task", "one_task"), ("3 tasks", "three_tasks"),
+                       ("3 tasks one by one", "three_tasks_one_by_one"),
                        ("stream passthrough", "passthrough"), ("stream marker", "marker")):
         if out.get(key):
             rows.append({**label, "stage": stage, **summarize(out[key])})
@@ -479,6 +488,8 @@ def main(argv=None) -> dict:
                     same_tokens[key] = out["tokens"] == baseline[1]
                 if out.get("three_tasks"):
                     extra[key]["three_over_one_task"] = float(np.median(out["three_tasks"]) / np.median(out["one_task"]))
+                    extra[key]["three_one_by_one_over_one_task"] = float(
+                        np.median(out["three_tasks_one_by_one"]) / np.median(out["one_task"]))
     result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION,
               "max_new_tokens": args.max_new_tokens, "rows": rows, "speedup": speedup,
               "same_tokens_as_baseline": same_tokens, "runs": extra}
