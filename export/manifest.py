@@ -73,6 +73,9 @@ def describe_model(checkpoint, tokenizer) -> dict:
         "decoder": {"layers": text.get("decoder_layers"), "heads": text.get("decoder_attention_heads"),
                     "hidden": text.get("d_model")},
         "banned_grounding_phrases": list(checkpoint.banned_grounding_phrases),
+        # the class names of detect / count / point labels (the training record's), which
+        # the Session's grammar holds labels to; empty: any words
+        "labels": list(checkpoint.labels),
         "opset": OPSET,
     }
 

@@ -115,6 +115,7 @@ class Checkpoint:
     decoder_start_token_id: int
     banned_grounding_phrases: tuple = field(default=("the image",))
     generation_config: dict = field(default_factory=dict)   # generation_config.json / manifest
+    labels: tuple = ()          # class names its detect / count / point labels use (empty: any words)
     bundle: object = None       # gi_sdk.bundle.Bundle when the folder is a model bundle
 
     @property
@@ -187,6 +188,7 @@ class Checkpoint:
             decoder_start_token_id=_token_id(text.get("decoder_start_token_id"), 2),
             banned_grounding_phrases=tuple(banned),
             generation_config=_read_json(root / "generation_config.json", "generation_config.json"),
+            labels=tuple(_read_json(root / "training_record.json", "training_record.json").get("labels") or ()),
         )
 
     @classmethod
@@ -207,7 +209,8 @@ class Checkpoint:
                 bos_token_id=int(tok["bos_token_id"]), eos_token_id=int(tok["eos_token_id"]),
                 pad_token_id=int(tok["pad_token_id"]), decoder_start_token_id=int(tok["decoder_start_token_id"]),
                 banned_grounding_phrases=tuple(m.get("banned_grounding_phrases", ("the image",))),
-                generation_config=dict(m.get("generation") or {}), bundle=bundle,
+                generation_config=dict(m.get("generation") or {}), labels=tuple(m.get("labels") or ()),
+                bundle=bundle,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{bundle.path / 'manifest.json'}: preprocessing or tokenizer entry missing or "

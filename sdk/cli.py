@@ -46,6 +46,7 @@ def _info(args) -> int:
         "path": str(ck.path), "family": ck.family.name, "image_size": ck.image_size,
         "image_mean": ck.image_mean, "image_std": ck.image_std,
         "image_seq_length": ck.image_seq_length, "image_token_id": ck.image_token_id,
+        "labels": list(ck.labels),
         "files": sorted(p.name for p in ck.path.iterdir() if p.is_file()),
     }
     print(json.dumps(info, indent=2))

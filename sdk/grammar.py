@@ -10,6 +10,14 @@ output always parses into the task's shape.
     answers          (ask, explain, caption, ...): ordinary text, no location, structure or task
                      tokens, and at least one visible ASCII word piece (no empty "zero-case" answer)
 
+**A label vocabulary.** A model trained on a closed set of class names ("polyp",
+"instrument") can still write a label outside it when it is unsure ("polyppolyppolyp"): the
+open grammar allows any word pieces. Given the model's labels (``labels=`` of ``grammar`` and
+``for_task``; a Session takes them from the bundle), the label of detect / count / point
+instances (``gi_sdk.tasks.CLASS_NAME_TASKS``) must be one of them, spelt as the tokenizer
+writes it (with or without a leading space): the label states become a trie over their token
+ids, each of those ids its own token class.
+
 Every output may open with ``<s>`` (Florence-2 writes it first) and ends with ``</s>`` at an
 instance boundary. Label tokens are plain text tokens without a newline (a newline in a phrase
 makes transformers drop the instance) and without ``<`` (text pieces could form a tag); both
@@ -52,6 +60,7 @@ import numpy as np
 
 from .errors import GrammarError
 from .florence_parser import KIND_GRAMMARS
+from .tasks import CLASS_NAME_TASKS
 from .token_grammar import LOC, POLY, POLY_END, SEP, TEXT
 
 #: Token classes the grammars read (one per vocabulary id).
@@ -70,12 +79,15 @@ class GrammarVocab:
         newline), NEWLINE (text with a newline). Tags, task tokens, ``<pad>``, ``<unk>``,
         text pieces with ``<`` and pieces with a control character (DEL, C0/C1 codes but tab
         and line breaks) are OTHER: no grammar allows them.
+    tokenizer: the ``tokenizers.Tokenizer`` that spells labels into token ids (needed only for
+        grammars with a label vocabulary).
     """
 
-    def __init__(self, classes: np.ndarray, eos_id: int, bos_id: int | None):
+    def __init__(self, classes: np.ndarray, eos_id: int, bos_id: int | None, tokenizer=None):
         self.classes = np.asarray(classes, np.uint8)
         self.classes.setflags(write=False)
         self.eos_id, self.bos_id = int(eos_id), bos_id
+        self.tokenizer = tokenizer
         self._grammars: dict = {}
 
     @classmethod
@@ -101,7 +113,7 @@ class GrammarVocab:
         classes[eos_id] = EOS
         if bos_id is not None and bos_id != eos_id:
             classes[bos_id] = BOS
-        return cls(classes, eos_id, bos_id)
+        return cls(classes, eos_id, bos_id, tokenizer=vocab.tokenizer)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, eos_id: int, bos_id: int | None = None) -> "GrammarVocab":
@@ -109,19 +121,100 @@ class GrammarVocab:
 
         return cls.from_token_vocab(TokenVocab.from_tokenizer(tokenizer), eos_id, bos_id)
 
-    def grammar(self, name: str) -> "TokenGrammar":
-        """The compiled grammar ``name`` (one of ``MACHINES``) for this vocabulary, cached."""
-        g = self._grammars.get(name)
+    def grammar(self, name: str, labels=()) -> "TokenGrammar":
+        """The compiled grammar ``name`` (one of ``MACHINES``) for this vocabulary, cached;
+        ``labels``: the class names a labelled grammar's labels must be (empty: any words)."""
+        labels = check_labels(labels)
+        key = (name, labels) if labels and name in _LABELLED else (name, ())
+        g = self._grammars.get(key)
         if g is None:
             if name not in MACHINES:
                 raise ValueError(f"unknown grammar {name!r}; known: {sorted(MACHINES)}")
-            g = self._grammars[name] = TokenGrammar(name, MACHINES[name], self)
+            if key[1]:
+                machine, classes, names = self._closed_labels(MACHINES[name], labels)
+                g = TokenGrammar(name, machine, self, classes, names, labels)
+            else:
+                g = TokenGrammar(name, MACHINES[name], self)
+            self._grammars[key] = g
         return g
 
-    def for_task(self, task) -> "TokenGrammar | None":
-        """The grammar of a ``gi_sdk.tasks.Task`` (None for a parse type no grammar covers)."""
+    def for_task(self, task, labels=()) -> "TokenGrammar | None":
+        """The grammar of a ``gi_sdk.tasks.Task`` (None for a parse type no grammar covers);
+        ``labels`` apply to the tasks whose labels are class names (``CLASS_NAME_TASKS``)."""
         name = grammar_name(task)
-        return self.grammar(name) if name is not None else None
+        if name is None:
+            return None
+        return self.grammar(name, labels if task.name in CLASS_NAME_TASKS else ())
+
+    def label_ids(self, label: str) -> list[list[int]]:
+        """The token spellings a label may be written in: as the tokenizer writes it after a tag
+        (training targets: ``polyp<loc_..>``) and after a space."""
+        if self.tokenizer is None:
+            raise ValueError("a label vocabulary needs the tokenizer: build the GrammarVocab with "
+                             "from_token_vocab or from_tokenizer")
+        spellings = []
+        for text in (label, " " + label):
+            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+            bad = [i for i in ids if not 0 <= i < len(self.classes) or self.classes[i] not in (WORD, BLANK)]
+            if bad or not ids:
+                raise ValueError(f"label {label!r} spells into token(s) {bad or ids} that are not plain text")
+            if ids not in spellings:
+                spellings.append(ids)
+        return spellings
+
+    def _closed_labels(self, machine: dict, labels: tuple):
+        """``machine`` with its open label states replaced by a trie over the labels' token ids.
+
+        Returns (machine, classes, class names): every id that spells a label gets its own class
+        (10, 11, ...), so the trie's moves can name single tokens; the machine's other classes
+        keep their ids. Trie node k is state ``label<k>``; a node that ends a label moves on to
+        the coordinates on a location token, as the open ``label`` state does.
+        """
+        spellings = [ids for label in labels for ids in self.label_ids(label)]
+        token_class, classes = {}, self.classes.astype(np.int32)   # past 255 classes when labels are many
+        names = list(CLASS_NAMES)
+        for tok in dict.fromkeys(t for ids in spellings for t in ids):
+            token_class[tok] = classes[tok] = len(names)
+            names.append(f"label token {tok}")
+        children: list[dict] = [{}]          # trie: node -> {class: child node}
+        ends = set()
+        for ids in spellings:
+            node = 0
+            for tok in ids:
+                node = children[node].setdefault(token_class[tok], len(children))
+                if node == len(children):
+                    children.append({})
+            ends.add(node)
+        open_states = {"label", "label_blank"}
+        after_label = machine["label"][LOCATION]
+        out = {}
+        for state, moves in machine.items():
+            if state in open_states:
+                continue
+            kept = {c: t for c, t in moves.items() if t not in open_states}
+            if len(kept) < len(moves):      # the open machine starts a label here: the trie's root
+                kept.update({c: f"label{child}" for c, child in children[0].items()})
+            out[state] = kept
+        for node in range(1, len(children)):
+            moves = {c: f"label{child}" for c, child in children[node].items()}
+            if node in ends:
+                moves[LOCATION] = after_label
+            out[f"label{node}"] = moves
+        return out, classes, tuple(names)
+
+
+def check_labels(labels) -> tuple:
+    """A label vocabulary as sorted distinct class names (ValueError for one that cannot be a
+    label: not a string, empty, or with ``<`` or a line break, which no label grammar writes)."""
+    if isinstance(labels, str):
+        raise ValueError(f"labels must be a list of class names, got the string {labels!r}")
+    out = set()
+    for label in labels:
+        if not isinstance(label, str) or not label.strip() or "<" in label or "\n" in label or "\r" in label:
+            raise ValueError(f"label {label!r} cannot be a class name: give non-empty text without "
+                             "'<' or a line break")
+        out.add(label.strip())
+    return tuple(sorted(out))
 
 
 # ------------------------------------------------------------------ the machines
@@ -161,6 +254,9 @@ MACHINES = {
     },
 }
 
+#: the grammars whose instances carry a label (a label vocabulary can close them)
+_LABELLED = frozenset(name for name, machine in MACHINES.items() if "label" in machine)
+
 #: transformers' parse type (and gi_sdk's "points") -> grammar
 _BY_PARSE_TYPE = {
     "pure_text": "answer",
@@ -189,8 +285,11 @@ class TokenGrammar:
     mask of each (state, tokens left).
     """
 
-    def __init__(self, name: str, machine: dict, vocab: GrammarVocab):
-        self.name, self.vocab = name, vocab
+    def __init__(self, name: str, machine: dict, vocab: GrammarVocab, classes=None, class_names=CLASS_NAMES,
+                 labels=()):
+        self.name, self.vocab, self.labels = name, vocab, tuple(labels)
+        self.classes = vocab.classes if classes is None else classes   # (V,) the class of each token id
+        self.class_names = tuple(class_names)
         first = machine["first"]
         start = dict(first)
         if vocab.bos_id is not None:
@@ -198,7 +297,7 @@ class TokenGrammar:
         states = [_START, *machine, _DONE]
         self.states = states
         index = {s: i for i, s in enumerate(states)}
-        n, c = len(states), len(CLASS_NAMES)
+        n, c = len(states), len(self.class_names)
         nxt = np.full((n, c), -1, np.int32)
         for s, moves in {_START: start, **machine}.items():
             for cls, target in moves.items():
@@ -223,13 +322,14 @@ class TokenGrammar:
         nxt[:, EOS] = np.where(nxt[:, EOS] >= 0, nxt[:, EOS], index[_DONE])
         self.next, self.fits, self.dist = nxt, fits, dist
         rows, mask_of = np.unique(fits.reshape(-1, c), axis=0, return_inverse=True)
-        self.masks = rows[:, vocab.classes]          # (U, V) bool, one row per distinct class set
+        self.masks = rows[:, self.classes]           # (U, V) bool, one row per distinct class set
         self.masks.setflags(write=False)
         self.mask_of = mask_of.reshape(n, k_cap + 1).astype(np.int32)
         self._start, self._done, self._k_cap = index[_START], index[_DONE], k_cap
 
     def __repr__(self) -> str:
-        return f"TokenGrammar({self.name!r}, {len(self.states)} states, {len(self.masks)} masks)"
+        labels = f", labels {list(self.labels)}" if self.labels else ""
+        return f"TokenGrammar({self.name!r}{labels}, {len(self.states)} states, {len(self.masks)} masks)"
 
     def start(self, max_new_tokens: int) -> "GrammarCursor":
         """A cursor for one sequence that may generate ``max_new_tokens`` tokens (EOS included)."""
@@ -251,12 +351,12 @@ class GrammarCursor:
 
     def advance(self, token: int) -> None:
         g = self.grammar
-        classes = g.vocab.classes
+        classes = g.classes
         cls = int(classes[token]) if 0 <= token < len(classes) else OTHER
         k = min(max(self.left, 0), g._k_cap)
         if self.state == g._done or not g.fits[self.state, k, cls]:
             raise GrammarError(
-                f"grammar {g.name!r}: token {token} ({CLASS_NAMES[cls]}) is not allowed in state "
+                f"grammar {g.name!r}: token {token} ({g.class_names[cls]}) is not allowed in state "
                 f"{g.states[self.state]!r} with {self.left} tokens left"
             )
         self.state = int(g.next[self.state, cls])

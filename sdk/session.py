@@ -29,7 +29,7 @@ from .decode import build_result
 from .errors import PromptError
 from .frames import check_frame
 from .generate import greedy, greedy_batch
-from .grammar import GrammarVocab
+from .grammar import GrammarVocab, check_labels
 from .preprocessing import preprocess
 from .result import Result
 from .scores import instance_scores
@@ -65,10 +65,14 @@ class Session:
     constrained: hold every output to its task's grammar (``gi_sdk.grammar``: it always
         parses, and the budget closes it cleanly). False: plain greedy, the tokens of
         transformers' ``generate`` (what the equivalence checks compare).
+    labels: the class names detect / count / point may label instances with (the grammar
+        refuses any other label, such as "polyppolyp" from an unsure model). None: the model's
+        own (``session.labels``: the bundle's, from its training data; none for a checkpoint
+        without a training record); an empty list: any words.
     """
 
     def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr",
-                 abstain_below: float | None = None, constrained: bool = True):
+                 abstain_below: float | None = None, constrained: bool = True, labels=None):
         self.abstain_below = _check_threshold(abstain_below)
         self.constrained = bool(constrained)
         if path is None:  # the built-in model; ModelLoadError saying how to build it when absent
@@ -76,6 +80,7 @@ class Session:
 
             path = builtin_bundle()
         self.checkpoint = path if isinstance(path, Checkpoint) else Checkpoint.open(path)
+        self.labels = check_labels(self.checkpoint.labels if labels is None else labels)
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(self.checkpoint.tokenizer_file))
@@ -235,7 +240,7 @@ class Session:
         if self._grammar_vocab is None:
             ck = self.checkpoint
             self._grammar_vocab = GrammarVocab.from_token_vocab(self._vocab(), ck.eos_token_id, ck.bos_token_id)
-        return self._grammar_vocab.for_task(spec)
+        return self._grammar_vocab.for_task(spec, self.labels)
 
     def _generation_defaults(self) -> dict:
         config = self.checkpoint.generation_config

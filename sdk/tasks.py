@@ -117,6 +117,10 @@ _TASKS = [
 TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
 _BY_TOKEN: dict[str, Task] = {t.token: t for t in _TASKS}
 
+#: Tasks whose instance labels are the model's class names ("polyp", "instrument"), not free
+#: text: a Session holds them to the model's label vocabulary (``gi_sdk.grammar``).
+CLASS_NAME_TASKS = frozenset({"detect", "count", "point"})
+
 #: Task tokens that are not in the original Florence-2 vocabulary: training adds them to the
 #: tokenizer and learns their embeddings.
 NEW_TASK_TOKENS = tuple(t.token for t in _TASKS if t.hf_parse_type is None)

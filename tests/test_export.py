@@ -44,7 +44,10 @@ def one_thread():
 def checkpoint(tmp_path_factory):
     from gi_sdk.train.tiny import build_tiny_florence2
 
-    return build_tiny_florence2(tmp_path_factory.mktemp("ckpt") / "tiny", image_size=128)
+    folder = build_tiny_florence2(tmp_path_factory.mktemp("ckpt") / "tiny", image_size=128)
+    # what training writes beside a merged model; its class names travel into the bundle
+    (folder / "training_record.json").write_text(json.dumps({"labels": ["polyp", "instrument"]}))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +259,9 @@ def test_failed_verification_writes_no_bundle(checkpoint, tmp_path, monkeypatch)
 # ------------------------------------------------------------------ quantized variants
 def test_mixed_precision_bundle_loads_and_reports(checkpoint, mixed_bundle):
     m = Bundle.open(mixed_bundle).manifest
+    assert m["labels"] == ["polyp", "instrument"] and m["provenance"]["training_record"] == "training_record.json"
+    assert "labels      polyp, instrument" in Bundle.open(mixed_bundle).summary()
+    assert Session(mixed_bundle).labels == ("instrument", "polyp")   # the grammar's label vocabulary
     want = dict(item.split("=") for item in MIXED.split(","))
     assert {p: e["precision"] for p, e in m["parts"].items()} == want
     assert m["parts"]["vision_encoder"]["file"] == "vision_encoder_int8_static.onnx"

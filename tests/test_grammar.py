@@ -229,6 +229,67 @@ def test_the_same_logits_without_the_grammar_often_do_not_parse(tiny_vocab):
     assert bad >= len(_TASKS)
 
 
+# ------------------------------------------------------------------ a label vocabulary
+_CLASS_NAMES = ["polyp", "instrument", "a snare"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(task=st.sampled_from(["detect", "count", "point"]), seed=st.integers(0, 2**32 - 1),
+       budget=st.integers(1, 60), bias=st.lists(st.floats(-6, 6), min_size=10, max_size=10))
+def test_with_a_label_vocabulary_every_label_is_a_class_name(tiny_vocab, task, seed, budget, bias):
+    tok, vocab, gvocab = tiny_vocab
+    grammar = gvocab.for_task(T.get_task(task), _CLASS_NAMES)
+    backend = RandomLogits(gvocab.classes, seed, bias)
+    gen = greedy(backend, None, start_id=2, eos_id=2, max_new_tokens=budget, grammar=grammar)
+    assert len(gen.token_ids) <= budget and gen.finished
+    result = _decode(tok, vocab, gen, task)
+    assert shape_problems(result, gen.token_ids, vocab.classes, task, budget) == []
+    assert set(result.labels) <= set(_CLASS_NAMES), result.labels
+
+
+def test_without_the_vocabulary_the_same_logits_write_other_labels(tiny_vocab):
+    # the control: the open grammar lets random logits write labels that are no class name,
+    # and the closed one, on the same logits, still finds instances (it is not vacuous)
+    tok, vocab, gvocab = tiny_vocab
+    other, closed_instances = 0, 0
+    for seed in range(12):
+        for labels in ((), _CLASS_NAMES):
+            grammar = gvocab.for_task(T.get_task("detect"), labels)
+            gen = greedy(RandomLogits(gvocab.classes, seed, [0, -4, 0, 2, 0, 0, 0, 0, 0, 0]), None, start_id=2,
+                         eos_id=2, max_new_tokens=60, grammar=grammar)
+            result = _decode(tok, vocab, gen, "detect")
+            if labels:
+                closed_instances += len(result)
+            else:
+                other += any(label not in _CLASS_NAMES for label in result.labels)
+    assert other >= 6 and closed_instances >= 6, (other, closed_instances)
+
+
+def test_a_label_vocabulary_refuses_a_repeated_label_and_keeps_free_phrases_free(tiny_vocab):
+    _, _, gvocab = tiny_vocab
+    grammar = gvocab.for_task(T.get_task("detect"), ["polyp", "instrument"])
+    polyp = gvocab.label_ids("polyp")[0]
+    cursor = grammar.start(40)
+    for token in polyp:
+        cursor.advance(token)
+    # a whole label written: only its box may follow ("polyppolyp" cannot start)
+    assert set(gvocab.classes[cursor.allowed()].tolist()) == {LOCATION}
+    with pytest.raises(GrammarError):
+        cursor.advance(polyp[0])
+    # tasks whose labels are phrases or captions keep the open grammar
+    for task in ("ground", "dense_region_caption", "open_vocabulary_detect"):
+        assert gvocab.for_task(T.get_task(task), ["polyp"]).labels == ()
+    assert grammar.labels == ("instrument", "polyp")
+
+
+@pytest.mark.parametrize("labels", [["polyp", ""], ["a<loc_1>"], ["two\nlines"], "polyp", [3]])
+def test_labels_that_cannot_be_class_names_are_refused(labels):
+    from gi_sdk.grammar import check_labels
+
+    with pytest.raises(ValueError):
+        check_labels(labels)
+
+
 # ------------------------------------------------------------------ the tiny random-weight model end to end
 torch = pytest.importorskip("torch")
 
@@ -281,3 +342,28 @@ def test_the_tiny_model_without_the_grammar_writes_output_that_does_not_parse(se
         instances += len(c)
     assert len(broken) >= len(_TASKS) // 2, broken
     assert instances > 0  # the grammar does not get there by emitting nothing
+
+
+def test_a_session_holds_labels_to_the_class_names_its_model_was_trained_on(tiny_checkpoint, tmp_path):
+    # the training record names the class names; the Session takes them (or the caller's), and
+    # the random model, which writes junk labels when free, writes only those
+    import json
+    import shutil
+
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / "training_record.json").write_text(json.dumps({"labels": ["polyp", "instrument"]}))
+    closed, free = Session(folder, backend="torch"), Session(folder, backend="torch", labels=[])
+    assert closed.labels == ("instrument", "polyp") and free.labels == ()
+    assert Session(tiny_checkpoint, backend="torch").labels == ()        # no record: any words
+    junk, instances = 0, 0
+    for seed in range(4):
+        for task, text in (("detect", None), ("count", "polyp"), ("point", "polyp")):
+            r = closed.run(_frame(seed), task, text, max_new_tokens=40)
+            assert set(r.labels) <= {"polyp", "instrument"}, r.labels
+            instances += len(r)
+            junk += any(label not in ("polyp", "instrument") for label in free.run(_frame(seed), task, text,
+                                                                                    max_new_tokens=40).labels)
+    assert instances > 0 and junk > 0, (instances, junk)
+    with pytest.raises(ValueError, match="list of class names"):
+        Session(folder, backend="torch", labels="polyp")

@@ -108,6 +108,9 @@ def test_record_accounts_for_every_source_and_task(trained):
     assert data["val_images"] > 0 and record["lora"]["preset"] == "r8-dropout"
     assert "eval_loss" in record["metrics"]
     assert TrainConfig.from_json(out / "train_config.json").max_steps == 40
+    # the class names of the box / point targets: what a Session's grammar holds labels to
+    assert "polyp" in record["labels"] and set(record["labels"]) <= {"polyp", "instrument"}
+    assert Session(out, backend="torch").labels == tuple(sorted(record["labels"]))
 
 
 @pytest.mark.parametrize("task, text", [

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from gi_sdk.codec import encode_boxes, encode_points, encode_polygons, mask_to_polygons
+from gi_sdk.florence_parser import parse_instances
+from gi_sdk.tasks import CLASS_NAME_TASKS, get_task
 
 
 def reading_order(boxes) -> np.ndarray:
@@ -70,3 +72,21 @@ def mask_centres(masks) -> np.ndarray:
         ys, xs = np.nonzero(m)
         out.append([xs.mean() + 0.5, ys.mean() + 0.5] if len(xs) else [0.0, 0.0])
     return np.asarray(out, np.float32).reshape(-1, 2)
+
+
+def class_labels(examples) -> list[str]:
+    """The class names the detect / count / point targets of ``examples`` label instances with,
+    sorted: the label vocabulary the training record keeps and a Session's grammar holds the
+    model's labels to (``gi_sdk.grammar``).
+
+    >>> from types import SimpleNamespace as E
+    >>> class_labels([E(task="detect", target="polyp<loc_1><loc_2><loc_3><loc_4>instrument<loc_5><loc_6><loc_7><loc_8>"),
+    ...               E(task="ask", target="yes")])
+    ['instrument', 'polyp']
+    """
+    found = set()
+    for example in examples:
+        if example.task in CLASS_NAME_TASKS:
+            parsed = parse_instances(example.target, get_task(example.task).output, (1000, 1000))
+            found.update(label.strip() for label in parsed.box_labels + parsed.point_labels if label.strip())
+    return sorted(found)

@@ -23,6 +23,7 @@ from .merge import git_commit, merge_and_save, write_record
 from .model import add_lora, load_base_model, load_tokenizer
 from .sources import load_sources
 from .split import apply_weights, split_by_image
+from .targets import class_labels
 
 
 class ExampleDataset:
@@ -118,6 +119,7 @@ def run(config: TrainConfig | str | Path) -> Path:
     checkpoint = Checkpoint.open(config.base)  # a wrong base path fails here, before the data is read
     transformers.set_seed(config.seed)
     train, val, report = prepare_data(config)
+    labels = class_labels(train)   # the class names the Session's grammar holds labels to
     lora = config.lora_settings()
 
     train, val, not_served, tokenizer, added, load_base, collator = _family_side(config, checkpoint, train, val)
@@ -159,6 +161,7 @@ def run(config: TrainConfig | str | Path) -> Path:
         "config": config.to_dict(),
         "lora": lora,
         "added_tokens": added,
+        "labels": labels,
         "data": report.to_json(),
         "tasks_not_served": not_served,
         "targets_cut": collator.cut,
