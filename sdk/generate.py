@@ -18,6 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 TOP_K_CONFIDENCE = 5
+#: Bins either side of a chosen location token whose probability counts as "that place"
+#: (``Generation.token_scores``): 12 of 1000 bins = 1.2 % of the frame's side. A model taught
+#: locations softly (``gi_sdk.train.locations``, sigma 6 bins for the built-in one) spreads a
+#: sure coordinate over its neighbours, so the chosen bin alone never gets more than ~0.07.
+LOCATION_WINDOW = 12
 
 
 @dataclass
@@ -29,6 +34,10 @@ class Generation:
     top_k_mass: np.ndarray     # (T,) float32, top-5 probability mass at each step
     finished: bool             # True when EOS ended it, False when the budget did
     first_token_ms: float = 0.0  # wall time of the first decode step (the prompt's latency floor)
+    # (T,) float32 what instance scores average (gi_sdk.scores): for a location token, the
+    # probability of the bins within LOCATION_WINDOW of it (how sure the model is of the place);
+    # for any other token, its probability. None: token_probs.
+    token_scores: np.ndarray | None = None
 
     @property
     def confidence(self) -> float:
@@ -57,7 +66,7 @@ def _constrained_argmax(logits: np.ndarray, mask: np.ndarray) -> int:
 
 
 def greedy(backend, state, *, start_id: int, eos_id: int, max_new_tokens: int,
-           force_eos_at_budget: bool = True, grammar=None) -> Generation:
+           force_eos_at_budget: bool = True, grammar=None, locations: tuple | None = None) -> Generation:
     """Greedy decode one sequence from an encoder ``state`` until EOS or the token budget.
 
     force_eos_at_budget: the last token the budget allows is EOS, as transformers does for a
@@ -67,24 +76,26 @@ def greedy(backend, state, *, start_id: int, eos_id: int, max_new_tokens: int,
         ``start(max_new_tokens)`` returning a cursor (``allowed()`` / ``advance(token)``, the
         protocol of ``gi_sdk.grammar``): each step takes the most likely token it allows, and
         the grammar closes the output within the budget.
+    locations: (first location token id, number of bins), to fill ``Generation.token_scores``.
     """
     return greedy_batch(backend, state, start_id=start_id, eos_id=eos_id, max_new_tokens=[max_new_tokens],
-                        force_eos_at_budget=force_eos_at_budget, grammars=[grammar])[0]
+                        force_eos_at_budget=force_eos_at_budget, grammars=[grammar], locations=locations)[0]
 
 
 def greedy_batch(backend, state, *, start_id: int, eos_id: int, max_new_tokens, force_eos_at_budget: bool = True,
-                 grammars=None) -> list[Generation]:
+                 grammars=None, locations: tuple | None = None) -> list[Generation]:
     """Greedy decode the B sequences of a batched encoder ``state`` together; one Generation each.
 
     max_new_tokens: B budgets (or one for all). grammars: B grammars or Nones (or None: no
-    grammar). Row b gets the tokens ``greedy`` would give it alone.
+    grammar). Row b gets the tokens ``greedy`` would give it alone. locations: as ``greedy``.
     """
     budgets = np.atleast_1d(np.asarray(max_new_tokens, np.int64))
     n = len(grammars) if grammars is not None else len(budgets)
     budgets = np.broadcast_to(budgets, (n,))
     cursors = [g.start(int(b)) if g is not None else None
                for g, b in zip(grammars if grammars is not None else [None] * n, budgets)]
-    ids, probs, mass = ([[] for _ in range(n)] for _ in range(3))
+    ids, probs, mass, scores = ([[] for _ in range(n)] for _ in range(4))
+    loc_lo, loc_hi = (locations[0], locations[0] + locations[1]) if locations else (0, 0)
     done = budgets <= 0
     finished = np.zeros(n, bool)
     tokens = np.full(n, start_id, np.int64)
@@ -110,6 +121,11 @@ def greedy_batch(backend, state, *, start_id: int, eos_id: int, max_new_tokens, 
                 token = int(chosen[b])
             ids[b].append(token)
             probs[b].append(e[b, token] / s[b])
+            if loc_lo <= token < loc_hi:
+                near = e[b, max(loc_lo, token - LOCATION_WINDOW):min(loc_hi, token + LOCATION_WINDOW + 1)]
+                scores[b].append(near.sum(dtype=np.float64) / s[b])
+            else:
+                scores[b].append(probs[b][-1])
             mass[b].append(top[b])
             if token == eos_id:
                 finished[b] = done[b] = True
@@ -119,4 +135,5 @@ def greedy_batch(backend, state, *, start_id: int, eos_id: int, max_new_tokens, 
         tokens[done] = eos_id
     return [Generation(token_ids=np.asarray(ids[b], np.int64), token_probs=np.asarray(probs[b], np.float32),
                        top_k_mass=np.asarray(mass[b], np.float32), finished=bool(finished[b]),
-                       first_token_ms=first_token_ms) for b in range(n)]
+                       first_token_ms=first_token_ms,
+                       token_scores=np.asarray(scores[b], np.float32) if locations else None) for b in range(n)]

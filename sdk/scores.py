@@ -1,9 +1,13 @@
 """Per-instance probability: which generated tokens make each instance of a Result, and how
 sure the model was of them.
 
-An instance's score is the geometric mean of the probabilities the model gave its chosen
-tokens: its label tokens and its location tokens (``Generation.token_probs``, the model's
-unmasked distribution). The geometric mean (``exp`` of the mean log-probability) and not the
+An instance's score is the geometric mean of the probabilities the model gave its tokens:
+its label tokens, and its location tokens read as places, not exact bins (a Session passes
+``Generation.token_scores``: for a location token, the probability of the bins within
+``gi_sdk.generate.LOCATION_WINDOW`` of it; all from the model's unmasked distribution). A
+place and not a bin because a model taught locations softly spreads even a sure coordinate
+over a dozen neighbouring bins, so the exact bin's probability says little (the built-in
+model's never passed ~0.07, for good boxes and false ones alike). The geometric mean (``exp`` of the mean log-probability) and not the
 product: a product shrinks with every token, so a 30-point polygon or a three-word label would
 score far below a one-word box for its length alone; the per-token mean keeps scores of
 instances of any length on one scale, in [0, 1], as length-normalised sequence scores do.
@@ -35,8 +39,8 @@ _STRUCTURE[DROP] = -1
 def instance_scores(result, token_ids, token_probs, vocab) -> np.ndarray:
     """(N,) float32 scores in [0, 1], aligned with ``result``'s instances.
 
-    result: the ``Result`` decoded from ``token_ids``; token_probs: (T,) the chosen tokens'
-    probabilities (``Generation.token_probs``); vocab: the tokenizer's
+    result: the ``Result`` decoded from ``token_ids``; token_probs: (T,) what each token counts
+    (``Generation.token_scores``, or the chosen tokens' probabilities); vocab: the tokenizer's
     ``gi_sdk.token_decoder.TokenVocab``.
     """
     n = len(result)

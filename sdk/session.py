@@ -29,6 +29,7 @@ from .decode import build_result
 from .errors import PromptError
 from .frames import check_frame
 from .generate import greedy, greedy_batch
+from .locations import NUM_BINS
 from .grammar import GrammarVocab, check_labels
 from .preprocessing import preprocess
 from .result import Result
@@ -147,7 +148,8 @@ class Session:
             with timer.stage("generate"):
                 gen = greedy(self.backend, state, start_id=self.checkpoint.decoder_start_token_id,
                              eos_id=self.checkpoint.eos_token_id, max_new_tokens=budget,
-                             force_eos_at_budget=self.generation["forced_eos"], grammar=self._grammar(spec))
+                             force_eos_at_budget=self.generation["forced_eos"], grammar=self._grammar(spec),
+                             locations=self._locations())
         return self._result(spec, gen, frame, threshold, timer, start)
 
     def run_many(self, frame, requests, max_new_tokens: int | None = None,
@@ -182,7 +184,7 @@ class Session:
                 gens = greedy_batch(self.backend, state, start_id=self.checkpoint.decoder_start_token_id,
                                     eos_id=self.checkpoint.eos_token_id, max_new_tokens=[j[2] for j in jobs],
                                     force_eos_at_budget=self.generation["forced_eos"],
-                                    grammars=[self._grammar(spec) for spec, _, _ in jobs])
+                                    grammars=[self._grammar(spec) for spec, _, _ in jobs], locations=self._locations())
         results = []
         for (spec, _, _), gen in zip(jobs, gens):
             own = _Timer()
@@ -220,7 +222,8 @@ class Session:
             result = build_result(spec, text_out, (frame.shape[1], frame.shape[0]),
                                   banned_phrases=self.checkpoint.banned_grounding_phrases,
                                   confidence=gen.confidence, raw_text=text_out, token_ids=gen.token_ids)
-            result.scores = instance_scores(result, gen.token_ids, gen.token_probs, self._vocab())
+            result.scores = instance_scores(
+                result, gen.token_ids, gen.token_probs if gen.token_scores is None else gen.token_scores, self._vocab())
         result.abstained = threshold is not None and result.confidence < threshold
         timer.ms["first_token"] = gen.first_token_ms
         timer.ms["total"] = (time.perf_counter() - start) * 1e3
@@ -232,6 +235,10 @@ class Session:
         if self._token_vocab is None:
             self._token_vocab = TokenVocab.from_tokenizer(self.tokenizer)
         return self._token_vocab
+
+    def _locations(self) -> tuple:
+        """(first location token id, number of bins): where instance scores read a place's probability."""
+        return self._vocab().loc_begin, NUM_BINS
 
     def _grammar(self, spec):
         """The task's compiled grammar, or None when the Session is not constrained."""

@@ -359,7 +359,7 @@ class Stream:
                 result = self.session.run(item.frame, self.task, self.text, max_new_tokens=self.max_new_tokens)
                 marker_ms = (time.perf_counter() - item.clock) * 1e3
                 if self.tracker is not None:
-                    ids = self.tracker.update(result.boxes, result.labels)
+                    ids = self.tracker.update(result.boxes, result.labels, result.scores)
                     seen = dict(self.tracker.seen)
                 else:
                     ids, seen = np.zeros(len(result), np.int64), {}

@@ -87,6 +87,49 @@ def test_no_instances_no_scores(tok_vocab):
     assert len(result) == 0 and scores.shape == (0,) and scores.dtype == np.float32
 
 
+# ------------------------------------------------------------------ a place, not a bin
+class _SpreadLocations:
+    """A stand-in decoder: first a label token, then location tokens whose probability is
+    spread like a softly taught model's (a Gaussian of ``sigma`` bins around bin 500), then EOS."""
+
+    def __init__(self, vocab_size, loc_begin, label_id, sigma):
+        self.size, self.loc_begin, self.label_id, self.sigma, self.step = vocab_size, loc_begin, label_id, sigma, 0
+
+    def decode_step(self, state, tokens, cache=None):
+        logits = np.full((len(tokens), self.size), -30.0, np.float32)
+        if self.step == 0:
+            logits[:, self.label_id] = 5.0
+        elif self.step <= 4:
+            bins = np.arange(1000)
+            logits[:, self.loc_begin:self.loc_begin + 1000] = -0.5 * ((bins - 500) / self.sigma) ** 2
+        else:
+            logits[:, 2] = 5.0
+        self.step += 1
+        return logits, None
+
+
+@pytest.mark.parametrize("sigma,chosen,place", [(6.0, 0.066, 0.95), (0.5, 0.787, 1.0)])
+def test_a_location_counts_the_probability_of_its_place(tok_vocab, sigma, chosen, place):
+    # a sure coordinate spread over neighbouring bins (soft location labels) scores as sure as
+    # its place is; the chosen bin alone would say 0.07. A sharp one scores the same either way.
+    from gi_sdk.generate import LOCATION_WINDOW, greedy
+
+    tok, vocab = tok_vocab
+    label = tok.encode("polyp", add_special_tokens=False).ids[0]
+    backend = _SpreadLocations(len(vocab.classes), vocab.loc_begin, label, sigma)
+    gen = greedy(backend, None, start_id=2, eos_id=2, max_new_tokens=10, locations=(vocab.loc_begin, 1000))
+    assert gen.token_ids[1:5].tolist() == [vocab.loc_begin + 500] * 4
+    np.testing.assert_allclose(gen.token_probs[1:5], chosen, atol=0.01)
+    window = np.exp(-0.5 * (np.arange(-LOCATION_WINDOW, LOCATION_WINDOW + 1) / sigma) ** 2)
+    whole = np.exp(-0.5 * ((np.arange(1000) - 500) / sigma) ** 2)
+    np.testing.assert_allclose(gen.token_scores[1:5], window.sum() / whole.sum(), rtol=1e-4)
+    assert gen.token_scores[1:5].min() >= place - 0.01
+    np.testing.assert_array_equal(gen.token_scores[[0, 5]], gen.token_probs[[0, 5]])   # not locations
+    # without locations the loop keeps no place scores (instance scores use token_probs)
+    assert greedy(_SpreadLocations(len(vocab.classes), vocab.loc_begin, label, sigma), None, start_id=2, eos_id=2,
+                  max_new_tokens=10).token_scores is None
+
+
 # ------------------------------------------------------------------ Result.scores
 def _two(**kw):
     return Result(task="detect", boxes=[[0, 0, 10, 10], [5, 5, 20, 30]], labels=["polyp", "instrument"],

@@ -71,6 +71,23 @@ def test_a_one_off_false_positive_is_not_counted():
     assert tracker.seen == {"polyp": 1}
 
 
+def test_only_a_sure_detection_starts_a_track_but_any_detection_continues_one():
+    # ByteTrack's rule: unsure false boxes that come and go (the built-in model's) never start
+    # tracks, while a real object's unsure frames still keep its track and id
+    tracker = IouTracker(min_hits=2, start_score=0.6)
+    for k in range(6):   # an unsure box somewhere new every result
+        ids = tracker.update([_box(10 + 100 * k, 50)], ["polyp"], [0.55])
+        assert ids.tolist() == [UNCONFIRMED]
+    assert tracker.seen == {} and tracker.tracks == []
+    tracker.update([_box(10, 10)], ["polyp"], [0.9])            # sure: starts a track
+    first = tracker.update([_box(12, 11)], ["polyp"], [0.3])    # unsure, on the track: confirms it
+    later = tracker.update([_box(14, 12)], ["polyp"], [0.2])
+    assert first.tolist() == later.tolist() == [1] and tracker.seen == {"polyp": 1}
+    # without scores, or with start_score 0, every detection may start a track (the old rule)
+    assert IouTracker(min_hits=1).update([_box(10, 10)], ["polyp"]).tolist() == [1]
+    assert IouTracker(min_hits=1, start_score=0).update([_box(10, 10)], ["polyp"], [0.0]).tolist() == [1]
+
+
 def test_tracks_do_not_pile_up_over_a_long_video():
     tracker = IouTracker(min_hits=1, max_missed=3)
     rng = np.random.default_rng(0)
@@ -86,9 +103,12 @@ def test_tracks_do_not_pile_up_over_a_long_video():
 def test_boxes_and_labels_must_agree(boxes, labels):
     with pytest.raises(ValueError, match="boxes but"):
         IouTracker().update(boxes, labels)
+    with pytest.raises(ValueError, match="boxes but 3 scores"):
+        IouTracker().update(np.zeros((len(labels), 4)), labels, [0.9] * 3)
 
 
-@pytest.mark.parametrize("kwargs", [{"iou_threshold": 0.0}, {"iou_threshold": 1.5}, {"min_hits": 0}, {"max_missed": -1}])
+@pytest.mark.parametrize("kwargs", [{"iou_threshold": 0.0}, {"iou_threshold": 1.5}, {"min_hits": 0}, {"max_missed": -1},
+                                    {"start_score": 1.2}, {"start_score": -0.1}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         IouTracker(**kwargs)
