@@ -9,16 +9,16 @@
    a from-scratch tower trained through the text decoder alone learns nothing (docs/training.md);
 3. sets the projector from the trained tower's feature statistics
    (``vision_pretrain.calibrate_projector``), so the image tokens differ by place and frame;
-4. stage 2: trains the language model in rounds with the recipe ``recipes/synthetic-demo.yaml``
-   on top of the frozen tower and projector (the decoder first, the text encoder too in the
-   last round);
+4. stage 2: trains the model in rounds with the recipe ``recipes/synthetic-demo.yaml``: the
+   decoder first on top of the frozen tower and projector, then the text encoder too, and in
+   the last round the vision tower as well (end to end, at a low rate);
 5. exports it to a verified ONNX bundle (``--precision auto``, with its quantization report)
    and installs that into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
-Training takes about 3 hours on the 2-core machine this project is developed on with nothing
-else running (stage 1 ~25 min, the decoder's four rounds ~37 + ~34 + ~49 + ~21 min plus 2-3 min
-each to draw the scenes, export and report about a minute; docs/training.md); ``--max-steps``
+Training takes about 4.5 hours on the 2-core machine this project is developed on with nothing
+else running (stage 1 ~25 min, the five rounds ~37 + ~34 + ~49 + ~21 + ~75 min plus 2-3 min
+each to draw the scenes, export and report a few minutes; docs/training.md); ``--max-steps``
 shortens each round.
 """
 from __future__ import annotations
