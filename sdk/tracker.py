@@ -114,7 +114,9 @@ class IouTracker:
         """Match one result's instances to the tracks; return their ids, (N,) int64.
 
         scores: (N,) instance scores (``Result.scores``), or None. A detection on a track that
-        is not confirmed yet, or below ``start_score`` and on no track, gets ``UNCONFIRMED`` (-1).
+        is not confirmed yet, or on no track and either below ``start_score`` or overlapping a
+        track matched in this result by ``iou_threshold`` (a second box on that object), gets
+        ``UNCONFIRMED`` (-1).
         """
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         labels = list(labels)
@@ -138,12 +140,20 @@ class IouTracker:
             if ti not in matched:
                 track.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        # a second box on a tracked object (generative detectors write near-duplicates now and
+        # then) overlaps its track as much as a match would need: it starts no new object
+        live = [t for t in self.tracks if t.missed == 0]
+        live_boxes = np.stack([t.box for t in live]).astype(np.float32) if live else None
         for di in range(len(boxes)):
-            if di not in taken and (scores is None or scores[di] >= self.start_score):
-                track = Track(boxes[di].copy(), labels[di])
-                self._confirm(track)
-                ids[di] = track.id
-                self.tracks.append(track)
+            if di in taken or (scores is not None and scores[di] < self.start_score):
+                continue
+            same = [k for k, t in enumerate(live) if t.label == labels[di]]
+            if same and box_iou(boxes[di:di + 1], live_boxes[same]).max() >= self.iou_threshold:
+                continue
+            track = Track(boxes[di].copy(), labels[di])
+            self._confirm(track)
+            ids[di] = track.id
+            self.tracks.append(track)
         return ids
 
     def _confirm(self, track: Track) -> None:
