@@ -307,6 +307,8 @@ def test_the_shipped_builtin_model_is_a_sound_bundle_that_answers():
     assert record["vision_pretrain"]["projector"]["token_cosine_after"] < 0.1
     session = Session()
     assert session.backend_name == "onnxruntime"
+    assert session.labels == ("instrument", "polyp") == tuple(record["labels"])   # its training data's class names
     frame, _ = SyntheticEndoscope(seed=1000, width=455, height=256).frame(0)
     r = session.detect(frame)
     assert r.task == "detect" and not r.parse_failed and len(r.boxes) == len(r.labels)
+    assert set(r.labels) <= {"instrument", "polyp"}
