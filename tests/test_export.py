@@ -228,6 +228,23 @@ def test_parts_take_other_batch_sizes_and_padded_prompts(adapter, adapter_bundle
     np.testing.assert_allclose(feats, ref_feats, atol=1e-4)
 
 
+
+def test_backend_runs_one_frame_on_a_batch_one_graph_and_batches_on_the_exported_one(adapter_bundle):
+    """The onnxruntime backend pins the vision encoder's batch axis to 1 (shape arithmetic folded
+    away); a batch of frames loads the dynamic graph and gives each frame's own features."""
+    backend = Session(adapter_bundle[0], backend="onnxruntime").backend
+    assert backend.sessions["vision_encoder"].get_inputs()[0].shape[0] == 1
+    from gi_sdk.export.frames import synthetic_frames
+
+    frames = [f for _, f in synthetic_frames(2, seed=5, size=(320, 240))]
+    pixels = np.stack([preprocess(f, size=backend.checkpoint.image_size) for f in frames])
+    one_by_one = np.concatenate([backend.encode_image(p[None]) for p in pixels])
+    assert backend._vision_batch is None  # not loaded until a batch comes
+    batched = backend.encode_image(pixels)
+    assert backend._vision_batch.get_inputs()[0].shape[0] == "batch_size"
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    assert np.abs(batched[0] - batched[1]).max() > 1e-3  # two frames, two different answers
+
 # ------------------------------------------------------------------ a failed verification writes nothing
 def test_failed_verification_writes_no_bundle(checkpoint, tmp_path, monkeypatch):
     """A broken export (vision weights damaged after tracing) is caught by verification."""
