@@ -181,17 +181,20 @@ def test_cross_attention_cache_of_the_first_step_is_used_at_every_later_step(ada
         logits, cache = backend.decode_step(state, token, previous)
         # the very arrays of the first step are carried, never recomputed or replaced
         assert cache.cross_attention is first_cross
-        assert cache.self_attention[0][0].shape[2] == previous.self_attention[0][0].shape[2] + 1
+        assert cache.self_attention[0][0].shape()[2] == previous.self_attention[0][0].shape()[2] + 1
     # later steps read the cache, not the encoder states: zeroed states change nothing...
     blind = type(state)(hidden=np.zeros_like(state.hidden), attention_mask=state.attention_mask)
     same, _ = backend.decode_step(blind, token, previous)
     np.testing.assert_array_equal(same, logits)
     # ...and the cache is really read: a changed cross-attention cache changes the logits
     # (noise, not a constant: a constant added to every key leaves the softmax as it is)
+    import onnxruntime as ort
+
     rng = np.random.default_rng(0)
+    noisy = [k.numpy() + rng.standard_normal(k.shape()).astype(np.float32) for k, _ in previous.cross_attention]
     shifted = type(cache)(self_attention=previous.self_attention,
-                          cross_attention=[(k + rng.standard_normal(k.shape).astype(k.dtype), v)
-                                           for k, v in previous.cross_attention])
+                          cross_attention=[(ort.OrtValue.ortvalue_from_numpy(k), v)
+                                           for k, (_, v) in zip(noisy, previous.cross_attention)])
     changed, _ = backend.decode_step(state, token, shifted)
     assert np.abs(changed - logits).max() > 1e-3
     # the graph's own later-step outputs pass the first step's cache through unchanged
@@ -199,10 +202,10 @@ def test_cross_attention_cache_of_the_first_step_is_used_at_every_later_step(ada
     feeds = {"encoder_attention_mask": state.attention_mask, "encoder_hidden_states": state.hidden,
              "inputs_embeds": backend.embed(token[:, None]), "use_cache_branch": np.array([True])}
     for i, ((k, v), (ck_, cv)) in enumerate(zip(previous.self_attention, previous.cross_attention)):
-        feeds.update({f"past_key_values.{i}.decoder.key": k, f"past_key_values.{i}.decoder.value": v,
-                      f"past_key_values.{i}.encoder.key": ck_, f"past_key_values.{i}.encoder.value": cv})
+        feeds.update({f"past_key_values.{i}.decoder.key": k.numpy(), f"past_key_values.{i}.decoder.value": v.numpy(),
+                      f"past_key_values.{i}.encoder.key": ck_.numpy(), f"past_key_values.{i}.encoder.value": cv.numpy()})
     out = dict(zip([o.name for o in decoder.get_outputs()], decoder.run(None, feeds)))
-    np.testing.assert_array_equal(out["present.0.encoder.key"], first_cross[0][0])
+    np.testing.assert_array_equal(out["present.0.encoder.key"], first_cross[0][0].numpy())
 
 
 def test_parts_take_other_batch_sizes_and_padded_prompts(adapter, adapter_bundle):

@@ -34,6 +34,7 @@ class EncoderState:
 
     hidden: np.ndarray          # (B, L, D)
     attention_mask: np.ndarray  # (B, L) int64
+    on_device: tuple | None = None  # (``hidden`` as an onnxruntime value where the decoder runs, its source)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class DecoderCache:
 
     self_attention: list        # grows by one position per step
     cross_attention: list       # computed at the first step, then passed unchanged
+    # (key, value) pairs of onnxruntime OrtValues (``.numpy()`` reads one on the host)
 
 
 def _providers(ort, device: str) -> list:
@@ -87,6 +89,10 @@ class OnnxRuntimeBackend:
                                  "backend runs bundles (gi-sdk export CHECKPOINT --out BUNDLE), or use backend 'torch'")
         self.checkpoint = checkpoint
         self._ort, self._threads, self._providers = ort, threads, _providers(ort, device)
+        # where the KV cache lives between decoder steps (IO binding): the GPU of a CUDA or
+        # TensorRT provider, else host memory
+        gpu = self._providers[0][1]["device_id"] if isinstance(self._providers[0], tuple) else None
+        self._kv_device = ("cuda", gpu) if gpu is not None else ("cpu", 0)
         # One frame at a time is the common case: the vision encoder is loaded with its batch
         # axis (named "batch_size" by gi-sdk export) fixed to 1, so that onnxruntime folds away
         # its shape arithmetic (built-in model: 1119 -> 509 nodes, 14.1 -> 13.5 ms); a batch of
@@ -171,27 +177,45 @@ class OnnxRuntimeBackend:
         return EncoderState(hidden=hidden, attention_mask=mask)
 
     def decode_step(self, state: EncoderState, tokens: np.ndarray, cache: DecoderCache | None = None):
-        """One decoder step: tokens (B,) -> next-token logits (B, V) float32 and the new cache."""
+        """One decoder step: tokens (B,) -> next-token logits (B, V) float32 and the new cache.
+
+        IO binding: the cache's keys and values are onnxruntime values that stay where the
+        decoder runs (GPU memory with the CUDA or TensorRT provider, host memory on CPU) from
+        one step to the next, as does the encoder state; only the logits come back to the host.
+        """
+        session = self.sessions["decoder_model_merged"]
+        binding = session.io_binding()
         batch = state.hidden.shape[0]
-        feeds = {
-            "encoder_attention_mask": state.attention_mask,
-            "encoder_hidden_states": state.hidden.astype(self._types["encoder_hidden_states"], copy=False),
-            "inputs_embeds": self.embed(np.asarray(tokens, np.int64).reshape(-1, 1)).astype(
-                self._types["inputs_embeds"], copy=False),
-            "use_cache_branch": np.array([cache is not None]),
-        }
+        embeds = self.embed(np.asarray(tokens, np.int64).reshape(-1, 1)).astype(self._types["inputs_embeds"], copy=False)
+        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds))
+        binding.bind_cpu_input("encoder_attention_mask", state.attention_mask)
+        binding.bind_ortvalue_input("encoder_hidden_states", self._on_device(state))
+        binding.bind_cpu_input("use_cache_branch", np.array([cache is not None]))
         if cache is None:  # not read by the first-step branch: empty arrays of the right rank
             for value in self._past:
-                feeds[value.name] = np.zeros((batch, value.shape[1], 0, value.shape[3]), self._types[value.name])
+                binding.bind_cpu_input(value.name, np.zeros((batch, value.shape[1], 0, value.shape[3]),
+                                                            self._types[value.name]))
         else:
-            for i in range(len(cache.self_attention)):
-                own, cross = cache.self_attention[i], cache.cross_attention[i]
-                feeds[f"past_key_values.{i}.decoder.key"], feeds[f"past_key_values.{i}.decoder.value"] = own
-                feeds[f"past_key_values.{i}.encoder.key"], feeds[f"past_key_values.{i}.encoder.value"] = cross
-        logits, *present = self.sessions["decoder_model_merged"].run(["logits", *self._present], feeds)
+            for i, (own, cross) in enumerate(zip(cache.self_attention, cache.cross_attention)):
+                for kind, (key, value) in (("decoder", own), ("encoder", cross)):
+                    binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}.key", key)
+                    binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}.value", value)
+        binding.bind_output("logits", "cpu")
+        for name in self._present:
+            binding.bind_output(name, *self._kv_device)
+        session.run_with_iobinding(binding)
+        logits, *present = binding.get_outputs()
         out = dict(zip(self._present, present))
         layers = range(len(self._present) // 4)
         own = [(out[f"present.{i}.decoder.key"], out[f"present.{i}.decoder.value"]) for i in layers]
         cross = cache.cross_attention if cache is not None else [
             (out[f"present.{i}.encoder.key"], out[f"present.{i}.encoder.value"]) for i in layers]
-        return logits[:, -1].astype(np.float32), DecoderCache(self_attention=own, cross_attention=cross)
+        return logits.numpy()[:, -1].astype(np.float32), DecoderCache(self_attention=own, cross_attention=cross)
+
+    def _on_device(self, state: EncoderState):
+        """The encoder state as an onnxruntime value where the decoder runs, made once per state."""
+        if state.on_device is None:
+            hidden = np.ascontiguousarray(state.hidden, dtype=self._types["encoder_hidden_states"])
+            # on the host the value reads the array's memory: the pair keeps the array alive
+            state.on_device = (self._ort.OrtValue.ortvalue_from_numpy(hidden, *self._kv_device), hidden)
+        return state.on_device[0]
