@@ -68,7 +68,7 @@ setup(
         "gi_sdk.export",
         "gi_sdk.train",
     ],
-    # the built-in model ships inside the package (gi_sdk/models/synthetic-demo, ~19 MB)
+    # the built-in model ships inside the package (gi_sdk/models/synthetic-demo, ~17 MB)
     package_data={"gi_sdk": ["_native.pyi", "py.typed", "models/synthetic-demo/*"],
                   "gi_sdk.train": ["recipes/*.yaml"]},
     ext_modules=[native],

@@ -16,10 +16,10 @@
    and installs that into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
-Training takes about 4.5 hours on the 2-core machine this project is developed on with nothing
-else running (stage 1 ~25 min, the five rounds ~37 + ~34 + ~49 + ~21 + ~75 min plus 2-3 min
-each to draw the scenes, export and report a few minutes; docs/training.md); ``--max-steps``
-shortens each round.
+Training takes about 6 hours on the 2-core machine this project is developed on with nothing
+else running (stage 1 ~25 min, the seven rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 min
+plus 2-3 min each to draw the scenes, export and report a few minutes; docs/training.md);
+``--max-steps`` shortens each round.
 """
 from __future__ import annotations
 
