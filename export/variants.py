@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gi_sdk.bundle import PARTS, Bundle
 from gi_sdk.checkpoint import Checkpoint
+from gi_sdk.errors import ExportError
 
 from .frames import HELD_OUT_SEED, calibration_frames, folder_frames, real_frames_dir, synthetic_frames
 from .parts import PART_FILES
@@ -58,6 +59,11 @@ def quantize_bundle(staging: Path, graphs: Path, manifest: dict, ck, precision, 
         calibration_names = {name for name, _ in frames}
         calibration_what = f"{len(frames)} frames from {calibration_what}"
         pixels = [preprocess(f, size=ck.image_size, mean=ck.image_mean, std=ck.image_std) for _, f in frames]
+    held, held_what = _held_out(calibration_names, checks.report_synthetic, checks.report_real, real_dir)
+    if not held:  # before minutes of quantization: a variant nobody measured must not ship
+        raise ExportError(f"precision {precision!r} needs held-out frames to measure the quantized parts against "
+                          f"fp32, and there are none (report_synthetic={checks.report_synthetic}, report_real="
+                          f"{checks.report_real}); give ExportChecks at least one report frame, or export fp32")
     files = {(part, "fp32"): staging / PART_FILES[part] for part in PARTS}
     for part, chosen in requested.items():
         if chosen != "fp32":
@@ -65,7 +71,6 @@ def quantize_bundle(staging: Path, graphs: Path, manifest: dict, ck, precision, 
                 log(f"making {part} {chosen}")
             files[(part, chosen)] = make_variant(part, files[(part, "fp32")], chosen, pixels, graphs)
 
-    held, held_what = _held_out(calibration_names, checks.report_synthetic, checks.report_real, real_dir)
     fp32 = dict.fromkeys(PARTS, "fp32")
     results, variants = {}, []
 

@@ -276,6 +276,17 @@ def test_failed_verification_writes_no_bundle(checkpoint, tmp_path, monkeypatch)
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no bundle, no staging folder
 
 
+def test_quantized_export_without_report_frames_is_refused_and_writes_nothing(checkpoint, tmp_path):
+    """A quantized part must be measured against fp32 before it ships: no held-out frame, no bundle."""
+    from gi_sdk.export import ExportChecks, export_bundle
+
+    out = tmp_path / "never"
+    checks = ExportChecks(**{**CHECKS, "verify_real": 0, "verify_tokens": 6, "report_synthetic": 0, "report_real": 0})
+    with pytest.raises(ExportError, match="held-out frames"):
+        export_bundle(checkpoint, out, precision="int8", checks=checks, log=None)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ quantized variants
 def test_mixed_precision_bundle_loads_and_reports(checkpoint, mixed_bundle):
     m = Bundle.open(mixed_bundle).manifest
