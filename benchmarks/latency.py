@@ -10,7 +10,9 @@ Models: ``builtin`` (what ``Session()`` loads), ``base`` (a Florence-2-base-shap
 0.23B parameters, random weights, made on the fly and cached in .cache/models), ``tiny`` (the
 test model), or any bundle / checkpoint folder. Runtimes, side by side in one run:
 ``transformers`` (the baseline) and every gi_sdk backend that can load the model, each
-precision a bundle carries. Each (model, runtime, precision) runs in its own child process, one
+precision a bundle carries; ``torch:MODE`` runs the torch backend with ``decode=MODE``
+(``eager``, ``static``, ``compiled``, ``cuda-graphs``; plain ``torch``: its default for the
+device, fp16 + CUDA graphs on a GPU). Each (model, runtime, precision) runs in its own child process, one
 after the other, so its peak memory is its own; the frame, question and token budget are the
 same for all, and the JSON says whether each runtime produced the baseline's tokens.
 
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -147,15 +148,16 @@ def model_for(runtime: str, model: Path, name: str) -> Path | None:
     return out
 
 
-def precisions(model: Path) -> list[str]:
+def precisions(model: Path, device: str = "cpu") -> list[str]:
     """The precision label of ``model``: a bundle's part precisions ("fp32", or e.g.
-    "int8+fp32" when parts differ), else the checkpoint's fp32."""
+    "int8+fp32" when parts differ), else what the torch backend runs a checkpoint in (fp16 on
+    a GPU, fp32 on a CPU)."""
     manifest = model / "manifest.json"
     if manifest.is_file():
         parts = json.loads(manifest.read_text()).get("parts", {})
         found = sorted({str(p.get("precision")) for p in parts.values()}) or ["fp32"]
         return ["+".join(found)]
-    return ["fp32"]
+    return ["fp16" if device.startswith("cuda") else "fp32"]
 
 
 # ---------------------------------------------------------------------------------- workers
@@ -237,7 +239,12 @@ def run_session(spec: dict) -> dict:
     from gi_sdk import Session
 
     # no grammar: the same greedy tokens as the baseline, so the timings compare like with like
-    session = Session(spec["model"], backend=spec["runtime"], device=spec["device"], constrained=False)
+    backend, _, decode = spec["runtime"].partition(":")
+    options = {"decode": decode} if decode else {}
+    if backend == "torch":
+        options["precision"] = spec["precision"]
+    session = Session(spec["model"], backend=backend, device=spec["device"], constrained=False,
+                      backend_options=options)
     frame = test_frame()
     budget = spec["max_new_tokens"]
     times = {s: [] for s in STAGES}
@@ -258,8 +265,8 @@ def run_session(spec: dict) -> dict:
                                  ("decode", t["decode"]), ("ask", t["total"])):
                 times[stage].append(value)
         tokens = [int(x) for x in r.token_ids]
-        if i < spec["warmup"] or i % 2:
-            continue
+        if i % 2 and i >= spec["warmup"]:
+            continue   # warm-up runs every shape once (torch's compiled decode builds a graph per shape)
         other = frame.copy()
         other[1, 1, 1] ^= 1 + (i % 3)
         t0 = clock.now()
@@ -273,6 +280,8 @@ def run_session(spec: dict) -> dict:
         t3 = clock.now()
         session.run_many(batch, ["detect", ("segment", "polyp"), (TASK, QUESTION)], max_new_tokens=budget)
         t4 = clock.now()
+        if i < spec["warmup"]:
+            continue
         one.append(t1 - t0)
         one_by_one.append(t2 - t0)
         three.append(t4 - t3)
@@ -418,7 +427,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="built-in (or tiny) model, few runs: < 2 min")
     parser.add_argument("--models", default=None, help="comma list: builtin, base, tiny or folders "
                                                        "(default: builtin,base; quick: builtin)")
-    parser.add_argument("--runtimes", default=None, help="comma list (default: transformers + every gi_sdk backend)")
+    parser.add_argument("--runtimes", default=None, help="comma list (default: transformers + every gi_sdk backend; "
+                                                         "torch:MODE for a torch decode mode)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--runs", type=int, default=None, help="timed asks per runtime (default 30, quick 5)")
     parser.add_argument("--max-new-tokens", type=int, default=20, help="token budget of every ask")
@@ -458,14 +468,14 @@ def main(argv=None) -> dict:
                 folder = checkpoint
             else:
                 try:
-                    folder = model_for(runtime, model, name)
+                    folder = model_for(runtime.partition(":")[0], model, name)
                 except Exception as exc:  # an export that fails here is reported, the run goes on
                     print(f"  no {runtime} model for {name}: {exc}", file=sys.stderr)
                     continue
             if folder is None:
                 print(f"  no model folder {runtime} can load for {name}", file=sys.stderr)
                 continue
-            for precision in (["fp32"] if runtime == "transformers" else precisions(folder)):
+            for precision in (["fp32"] if runtime == "transformers" else precisions(folder, args.device)):
                 spec = {"model": str(folder), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
                         "precision": precision, "device": args.device, "runs": runs, "warmup": 2,
                         "max_new_tokens": args.max_new_tokens,

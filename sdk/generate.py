@@ -99,7 +99,10 @@ def greedy_batch(backend, state, *, start_id: int, eos_id: int, max_new_tokens, 
     done = budgets <= 0
     finished = np.zeros(n, bool)
     tokens = np.full(n, start_id, np.int64)
-    cache, first_token_ms = None, 0.0
+    # a backend with a preallocated cache (torch's static paths) sizes it for the longest budget
+    start = getattr(backend, "start_decode", None)
+    cache = start(state, int(budgets.max(initial=1))) if start is not None else None
+    first_token_ms = 0.0
     for step in range(int(budgets.max(initial=0))):
         if done.all():
             break

@@ -26,7 +26,7 @@ from . import tasks as T
 from .backends import load_backend, model_kind, resolve_backend
 from .checkpoint import Checkpoint
 from .decode import build_result
-from .errors import PromptError
+from .errors import ConfigError, PromptError
 from .frames import check_frame
 from .generate import greedy, greedy_batch
 from .locations import NUM_BINS
@@ -70,10 +70,14 @@ class Session:
         refuses any other label, such as "polyppolyp" from an unsure model). None: the model's
         own (``session.labels``: the bundle's, from its training data; none for a checkpoint
         without a training record); an empty list: any words.
+    backend_options: keyword arguments for the backend, e.g. ``{"precision": "fp16",
+        "decode": "cuda-graphs"}`` for ``torch`` (``gi_sdk.backends.torch_backend``); None: its
+        defaults for the device.
     """
 
     def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr",
-                 abstain_below: float | None = None, constrained: bool = True, labels=None):
+                 abstain_below: float | None = None, constrained: bool = True, labels=None,
+                 backend_options: dict | None = None):
         self.abstain_below = _check_threshold(abstain_below)
         self.constrained = bool(constrained)
         if path is None:  # the built-in model; ModelLoadError saying how to build it when absent
@@ -87,11 +91,15 @@ class Session:
         self.tokenizer = Tokenizer.from_file(str(self.checkpoint.tokenizer_file))
         self.backend_name = resolve_backend(backend, model_kind(self.checkpoint))
         if self.checkpoint.family.answers == "json":  # decoder-only VLMs: gi_sdk.json_session runs them
+            if backend_options:
+                raise ConfigError(f"backend_options are not taken by the {self.checkpoint.family.name} family's "
+                                  "backend; leave them out")
             from .json_session import JsonAnswerer
 
             self.backend = JsonAnswerer(self.backend_name, self.checkpoint, self.tokenizer, device)
         else:
-            self.backend = load_backend(self.backend_name, self.checkpoint, device=device)
+            self.backend = load_backend(self.backend_name, self.checkpoint, device=device,
+                                        options=backend_options)
         self.channels = channels
         self.generation = self._generation_defaults()
         self._lock = threading.RLock()

@@ -90,17 +90,17 @@ class IouTracker:
     start_score: the least instance score (``Result.scores``, ``gi_sdk.scores``) for a
         detection that matches no track to start a new one; a less sure detection can still
         continue a track (ByteTrack's rule: new tracks from sure detections only, existing ones
-        kept alive by any). How sure is sure depends on the model: 0.8 is where the built-in
-        model's distinct-polyp count comes closest to the truth on synthetic videos of seeds
-        8-15 (mean error 1.0-1.25 polyps a video, against 10-24 at Ultralytics' 0.6); on the
-        demo's seeds 0-7, never used to choose it, the error is 1.1-1.4 (0.6: 10-15) and
+        kept alive by any). How sure is sure depends on the model: 0.82 is where the built-in
+        model's (round 8) distinct-polyp count comes closest to the truth on synthetic videos
+        of seeds 8-15 (mean error 1.25 polyps a video, against 14-23 at Ultralytics' 0.6); on
+        the demo's seeds 0-7, never used to choose it, the error is 1.1-1.5 (0.6: 9-16) and
         ``make demo``'s video counts its 2 polyps (docs/training.md). Tune it for your own
         model. 0: every detection may start a track. Scores not given to ``update``: every
         detection may.
     """
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_hits: int = 2,
-                 start_score: float = 0.8):
+                 start_score: float = 0.82):
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if max_missed < 0 or min_hits < 1:

@@ -94,14 +94,14 @@ def test_a_second_box_on_a_tracked_object_starts_no_new_object():
     # real track died a few results later: one polyp counted twice)
     tracker = IouTracker(min_hits=2)
     for k in range(3):
-        tracker.update([_box(10 + k, 10)], ["polyp"], [0.8])
-    ids = tracker.update([_box(13, 10), _box(14, 12)], ["polyp", "polyp"], [0.8, 0.8])
+        tracker.update([_box(10 + k, 10)], ["polyp"], [0.9])
+    ids = tracker.update([_box(13, 10), _box(14, 12)], ["polyp", "polyp"], [0.9, 0.9])
     assert sorted(ids.tolist()) == [UNCONFIRMED, 1]
     for k in range(5):
-        assert tracker.update([_box(15 + k, 12)], ["polyp"], [0.8]).tolist() == [1]
+        assert tracker.update([_box(15 + k, 12)], ["polyp"], [0.9]).tolist() == [1]
     assert tracker.seen == {"polyp": 1} and len(tracker.tracks) == 1
     # a box apart from the track is another object, and one of another label is its own
-    ids = tracker.update([_box(20, 12), _box(200, 150), _box(21, 12)], ["polyp", "polyp", "instrument"], [0.8] * 3)
+    ids = tracker.update([_box(20, 12), _box(200, 150), _box(21, 12)], ["polyp", "polyp", "instrument"], [0.9] * 3)
     assert ids.tolist() == [1, UNCONFIRMED, UNCONFIRMED] and len(tracker.tracks) == 3
 
 

@@ -228,7 +228,10 @@ def evaluate(model_path, specs, *, limit: int | None = None, max_new_tokens: int
     scored, records = run_examples(session, examples, max_new_tokens, progress)
     report = {
         "model": {"path": str(model_path), "weights_sha256": weights_sha256(model_path),
-                  "backend": session.backend_name, "device": device},
+                  "backend": session.backend_name, "device": device,
+                  # the torch backend's precision and decode path (fp16 by default on CUDA)
+                  **{k: getattr(session.backend, a) for k, a in (("precision", "precision"), ("decode", "decode_mode"))
+                     if hasattr(session.backend, a)}},
         "data": {"sources": [asdict(s) for s in specs], "report": data_report.to_json(),
                  "examples_scored": len(examples), "limit": limit},
         "settings": {"max_new_tokens": max_new_tokens, "role_prefix": role_prefix,

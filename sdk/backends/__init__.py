@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,17 @@ def model_kind(checkpoint) -> str:
     return "bundle" if getattr(checkpoint, "bundle", None) is not None else "checkpoint"
 
 
-def load_backend(name: str, checkpoint, device: str = "cpu"):
-    """Instantiate backend ``name`` (or the one ``"auto"`` picks) for ``checkpoint``."""
+def load_backend(name: str, checkpoint, device: str = "cpu", options: dict | None = None):
+    """Instantiate backend ``name`` (or the one ``"auto"`` picks) for ``checkpoint``;
+    ``options``: keyword arguments of that backend's class (ConfigError naming the ones it takes
+    when one is unknown)."""
     resolved = resolve_backend(name, model_kind(checkpoint))
     spec = BACKENDS[resolved]
-    module = importlib.import_module(spec.module)
-    return getattr(module, spec.cls)(checkpoint, device=device)
+    cls = getattr(importlib.import_module(spec.module), spec.cls)
+    options = dict(options or {})
+    takes = [p for p in inspect.signature(cls).parameters if p not in ("checkpoint", "device")]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise ConfigError(f"backend {resolved!r} takes no option {', '.join(map(repr, unknown))}; "
+                          f"its options: {takes or 'none'}")
+    return cls(checkpoint, device=device, **options)
