@@ -16,8 +16,8 @@
    and installs that into the package (``sdk/models/synthetic-demo``), where
    ``gi_sdk.Session()`` without a path and ``make demo`` find it.
 
-Training takes about 6 hours on the 2-core machine this project is developed on with nothing
-else running (stage 1 ~25 min, the seven rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 min
+Training takes about 7 hours on the 2-core machine this project is developed on with nothing
+else running (stage 1 ~25 min, the eight rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 + ~65 min
 plus 2-3 min each to draw the scenes, export and report a few minutes; docs/training.md);
 ``--max-steps`` shortens each round.
 """
