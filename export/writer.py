@@ -54,7 +54,8 @@ def _say(log, message: str) -> None:
 
 
 def export_bundle(checkpoint, out, precision="fp32", calibration=None, tensorrt: bool = False, *,
-                  real_frames=None, checks: ExportChecks = ExportChecks(), log=print) -> Path:
+                  real_frames=None, track_start_score: float | None = None,
+                  checks: ExportChecks = ExportChecks(), log=print) -> Path:
     """Export ``checkpoint`` to a verified model bundle at ``out``; return ``out``.
 
     checkpoint: a merged Florence-2 checkpoint folder, or a LoRA adapter folder (merged into
@@ -67,6 +68,9 @@ def export_bundle(checkpoint, out, precision="fp32", calibration=None, tensorrt:
     tensorrt: also build TensorRT engines into ``engines/`` (needs tensorrt and a GPU).
     real_frames: folder of real frames for verification and the report (default: the
         PolypGen sample beside the checkout when present).
+    track_start_score: the least instance score for a detection to start a track in
+        ``Session.stream`` with this model (``gi_sdk.IouTracker``'s ``start_score``; how sure
+        is sure depends on the model, so it travels with it); None: the tracker's default.
     checks: how many frames, tokens and timing runs verification and the report use.
     log: where progress lines go (None: silent).
 
@@ -78,6 +82,8 @@ def export_bundle(checkpoint, out, precision="fp32", calibration=None, tensorrt:
     # refuse what cannot be done before seconds of imports and minutes of work, not after
     if precision != "auto":
         parse_precision(precision)
+    if track_start_score is not None and not 0.0 <= float(track_start_score) <= 1.0:
+        raise ExportError(f"track_start_score {track_start_score} is not a score in [0, 1]")
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not an empty folder; choose a new bundle folder")
@@ -124,6 +130,8 @@ def export_bundle(checkpoint, out, precision="fp32", calibration=None, tensorrt:
             "parts": {part: {"file": PART_FILES[part], "precision": "fp32"} for part in PARTS},
             "provenance": provenance(source, adapter, record),
         }
+        if track_start_score is not None:
+            manifest["tracking"] = {"start_score": float(track_start_score)}
         write_manifest(staging, manifest)
 
         _say(log, "verifying the ONNX parts against torch")

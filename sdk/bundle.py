@@ -159,6 +159,8 @@ class Bundle:
             lines.append(f"  {part:22s} {entry['file']:38s} {entry.get('precision', '?'):12s} {size / 1e6:8.2f} MB")
         lines.append(f"tasks       {', '.join(sorted(m.get('tasks', {})))}")
         lines.append(f"labels      {', '.join(m.get('labels') or []) or 'any words (no label vocabulary)'}")
+        if (m.get("tracking") or {}).get("start_score") is not None:
+            lines.append(f"tracking    a detection starts a track from instance score {m['tracking']['start_score']}")
         source = prov.get("source_checkpoint", {})
         lines.append(f"source      {source.get('path')} (sha256 {str(source.get('sha256'))[:16]}...)")
         if prov.get("merged_adapter"):

@@ -116,6 +116,7 @@ class Checkpoint:
     banned_grounding_phrases: tuple = field(default=("the image",))
     generation_config: dict = field(default_factory=dict)   # generation_config.json / manifest
     labels: tuple = ()          # class names its detect / count / point labels use (empty: any words)
+    track_start_score: float | None = None  # a bundle's tracker start score (manifest "tracking")
     bundle: object = None       # gi_sdk.bundle.Bundle when the folder is a model bundle
 
     @property
@@ -210,8 +211,19 @@ class Checkpoint:
                 pad_token_id=int(tok["pad_token_id"]), decoder_start_token_id=int(tok["decoder_start_token_id"]),
                 banned_grounding_phrases=tuple(m.get("banned_grounding_phrases", ("the image",))),
                 generation_config=dict(m.get("generation") or {}), labels=tuple(m.get("labels") or ()),
-                bundle=bundle,
+                track_start_score=_start_score(bundle, m), bundle=bundle,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{bundle.path / 'manifest.json'}: preprocessing or tokenizer entry missing or "
                               f"malformed ({exc!r}); re-export the bundle") from exc
+
+
+def _start_score(bundle, manifest: dict) -> float | None:
+    """The manifest's tracker start score ("tracking": {"start_score": s}), None when absent."""
+    score = (manifest.get("tracking") or {}).get("start_score")
+    if score is None:
+        return None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+        raise BundleError(f"{bundle.path / 'manifest.json'}: tracking start_score {score!r} is not a score "
+                          "in [0, 1]; re-export the bundle")
+    return float(score)

@@ -62,7 +62,8 @@ def _export(args) -> int:
     from .export import export_bundle
 
     out = export_bundle(args.checkpoint, args.out, precision=args.precision, calibration=args.calibration,
-                        tensorrt=args.tensorrt, real_frames=args.real_frames)
+                        tensorrt=args.tensorrt, real_frames=args.real_frames,
+                        track_start_score=args.track_start_score)
     print(Bundle.open(out).summary())
     return 0
 
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--real-frames", default=None, metavar="DIR",
                         help="real frames for verification and the report (default: the PolypGen sample "
                              "beside the checkout, when present)")
+    export.add_argument("--track-start-score", type=float, default=None, metavar="SCORE",
+                        help="least instance score that starts a track when streaming with this model "
+                             "(stored in the manifest; default: the tracker's own)")
     export.set_defaults(func=_export)
 
     train = sub.add_parser("train", help="LoRA fine-tune a Florence-2 checkpoint and merge it (needs gi-sdk[train])")

@@ -208,7 +208,8 @@ class Session:
         source: a video file, camera index or device path, URL or GStreamer pipeline, an
             iterable of frames, a ``SyntheticEndoscope`` or ``"synthetic"`` (``gi_sdk.video_sources``).
         options: ``max_new_tokens``; ``log`` (a JSON Lines file, one line per result);
-            ``tracker`` (an ``IouTracker``, or False); ``realtime`` (play files at their fps,
+            ``tracker`` (an ``IouTracker``, or False; default: one with the start score the
+            bundle's manifest carries, else ``IouTracker()``); ``realtime`` (play files at their fps,
             default True); ``fps`` (pace an iterable); ``reconnect_s`` (retry a live source
             that drops out, default 5 s); ``buffer`` (frames your loop may fall behind, default
             2); ``width``/``height``/``seed``/``n_frames``/``live`` for ``open_source``.

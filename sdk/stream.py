@@ -167,7 +167,10 @@ class Stream:
         spec = T.get_task(task)          # a bad task or prompt fails here, before any thread starts
         T.build_prompt(spec, text)
         self.session, self.task, self.text, self.max_new_tokens = session, spec.name, text, max_new_tokens
-        self.tracker = IouTracker() if tracker is True else (tracker or None)
+        if tracker is True:  # the model's own start score when its bundle carries one
+            start = getattr(session.checkpoint, "track_start_score", None)
+            tracker = IouTracker() if start is None else IouTracker(start_score=start)
+        self.tracker = tracker or None
         self.source = open_source(source, fps=fps, reconnect_s=reconnect_s, **source_options)
         try:
             self._log = JsonLinesLog(log) if log is not None else None

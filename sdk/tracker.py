@@ -90,13 +90,14 @@ class IouTracker:
     start_score: the least instance score (``Result.scores``, ``gi_sdk.scores``) for a
         detection that matches no track to start a new one; a less sure detection can still
         continue a track (ByteTrack's rule: new tracks from sure detections only, existing ones
-        kept alive by any). How sure is sure depends on the model: 0.82 is where the built-in
-        model's (round 8) distinct-polyp count comes closest to the truth on synthetic videos
-        of seeds 8-15 (mean error 1.25 polyps a video, against 14-23 at Ultralytics' 0.6); on
-        the demo's seeds 0-7, never used to choose it, the error is 1.1-1.5 (0.6: 9-16) and
-        ``make demo``'s video counts its 2 polyps (docs/training.md). Tune it for your own
-        model. 0: every detection may start a track. Scores not given to ``update``: every
-        detection may.
+        kept alive by any). How sure is sure depends on the model, so a bundle may carry its
+        own (manifest ``tracking``, ``gi-sdk export --track-start-score``), which
+        ``Session.stream``'s default tracker takes: the built-in bundle carries 0.84, where its
+        distinct-polyp count comes closest to the truth on synthetic videos of seeds 8-15
+        (docs/training.md). This default, 0.82, was chosen the same way for the built-in
+        model's round 8 (mean error 1.25 polyps a video, against 14-23 at Ultralytics' 0.6).
+        Tune it for your own model. 0: every detection may start a track. Scores not given to
+        ``update``: every detection may.
     """
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_hits: int = 2,

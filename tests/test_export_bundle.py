@@ -74,6 +74,47 @@ def test_good_bundle_is_described_from_its_manifest(bundle):
     assert all(manifest["files"][n]["sha256"] == sha256_file(bundle / n) for n in manifest["files"])
 
 
+def test_the_tracker_start_score_travels_in_the_manifest(tmp_path):
+    """A start score is the model's (how sure its sure detections are): the manifest carries it,
+    ``gi-sdk info`` shows it, and a stream's default tracker takes it; a bundle without one gets
+    ``IouTracker``'s default."""
+    from types import SimpleNamespace
+
+    from gi_sdk import IouTracker
+    from gi_sdk.stream import Stream
+
+    carried = _write_bundle(tmp_path / "carried", tracking={"start_score": 0.9})
+    plain = _write_bundle(tmp_path / "plain")
+    assert Checkpoint.open(carried).track_start_score == 0.9 and Checkpoint.open(plain).track_start_score is None
+    assert "instance score 0.9" in Bundle.open(carried).summary()
+    for folder, expected in ((carried, 0.9), (plain, IouTracker().start_score)):
+        session = SimpleNamespace(checkpoint=Checkpoint.open(folder))
+        stream = Stream(session, iter([]), task="detect")   # no frame is read: only the set-up
+        try:
+            assert stream.tracker.start_score == expected
+        finally:
+            stream.close()
+    mine = IouTracker(start_score=0.5)   # one passed in is used as it is
+    stream = Stream(SimpleNamespace(checkpoint=Checkpoint.open(carried)), iter([]), task="detect", tracker=mine)
+    assert stream.tracker is mine
+    stream.close()
+
+
+@pytest.mark.parametrize("score", [1.5, -0.2, "high", True])
+def test_a_bad_tracker_start_score_is_refused(tmp_path, score, no_model_code):
+    folder = _write_bundle(tmp_path / "b", tracking={"start_score": score})
+    with pytest.raises(BundleError, match="start_score.*manifest|manifest.*start_score"):
+        Checkpoint.open(folder)
+
+
+def test_export_refuses_a_start_score_outside_0_1(tmp_path):
+    from gi_sdk.export import export_bundle
+
+    with pytest.raises(ExportError, match="track_start_score"):
+        export_bundle(tmp_path / "missing", tmp_path / "b", track_start_score=1.2)
+    assert not (tmp_path / "b").exists()
+
+
 # ------------------------------------------------------------------ refusals, before any model code
 def _changed_byte(folder):
     path = folder / "decoder_model_merged.onnx"
@@ -308,13 +349,16 @@ def test_the_shipped_builtin_model_is_a_sound_bundle_that_answers():
     session = Session()
     assert session.backend_name == "onnxruntime"
     assert session.labels == ("instrument", "polyp") == tuple(record["labels"])   # its training data's class names
+    from gi_sdk.train.builtin import TRACK_START_SCORE
+
+    assert session.checkpoint.track_start_score == TRACK_START_SCORE   # its tracker start score, chosen for it
     frame, _ = SyntheticEndoscope(seed=1000, width=455, height=256).frame(0)
     r = session.detect(frame)
     assert r.task == "detect" and not r.parse_failed and len(r.boxes) == len(r.labels)
     assert set(r.labels) <= {"instrument", "polyp"}
 
 
-def test_the_shipped_model_and_default_tracker_count_the_demo_videos_polyps():
+def test_the_shipped_model_and_its_tracker_count_the_demo_videos_polyps():
     """`make demo`'s video (synthetic seed 0, 1280x720, 300 frames) shows 2 polyps: the built-in
     model with the default tracker counts 2, run offline on every second frame (a live stream
     takes about that many; which frames varies, so the live count is not the test)."""
@@ -322,7 +366,7 @@ def test_the_shipped_model_and_default_tracker_count_the_demo_videos_polyps():
     from gi_sdk.synthetic import SyntheticEndoscope
 
     session = Session()
-    tracker = IouTracker()
+    tracker = IouTracker(start_score=session.checkpoint.track_start_score)   # what stream() uses
     truth = set()
     for i, (frame, t) in enumerate(SyntheticEndoscope(seed=0, width=1280, height=720).frames(300)):
         truth |= {(t.segment, tid) for tid, label in zip(t.track_ids, t.labels) if label == "polyp"}
