@@ -22,11 +22,34 @@ def colour_for(label: str) -> tuple:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_RING = np.ones((3, 3), np.uint8)
+
+
 def _text(img, text, org, scale, colour=(255, 255, 255)):
-    """Text with a dark outline, legible on any background."""
+    """Text with a dark outline, legible on any background.
+
+    The outline is the text's own coverage grown by one pixel, not the text drawn again with a
+    thicker stroke: OpenCV 5 advances its glyphs by stroke weight, so a thicker copy drifts
+    off the text (a label's figures doubled)."""
     thick = max(1, int(round(scale * 2)))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
+    pad = thick + 2
+    x, y = int(org[0]), int(org[1])
+    x0, y0 = x - pad, y - th - pad                   # the text's box, in image coordinates
+    mask = np.zeros((th + base + 2 * pad, tw + 2 * pad), np.uint8)
+    cv2.putText(mask, text, (pad, th + pad), _FONT, scale, 255, thick, cv2.LINE_AA)
+    h, w = img.shape[:2]
+    ix0, iy0 = max(x0, 0), max(y0, 0)                 # the part of that box inside the image
+    ix1, iy1 = min(x0 + mask.shape[1], w), min(y0 + mask.shape[0], h)
+    if ix0 >= ix1 or iy0 >= iy1:
+        return
+    cut = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+    ink = mask[cut].astype(np.float32)[..., None] / 255.0
+    halo = cv2.dilate(mask, _RING)[cut].astype(np.float32)[..., None] / 255.0
+    roi = img[iy0:iy1, ix0:ix1].astype(np.float32) * (1.0 - halo)   # dark ring under the text
+    roi = roi * (1.0 - ink) + np.asarray(colour, np.float32) * ink
+    img[iy0:iy1, ix0:ix1] = np.clip(roi + 0.5, 0, 255).astype(img.dtype)
 
 
 def instance_caption(label: str, confidence: float | None = None, track_id: int | None = None) -> str:

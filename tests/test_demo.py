@@ -148,6 +148,23 @@ def test_the_overlay_changes_only_markers_labels_and_the_hud():
     assert shown is not frame and np.array_equal(fr.frame, frame)   # drawn on a copy
 
 
+
+@pytest.mark.parametrize("scale", [0.48, 0.6, 1.2])
+def test_a_captions_dark_outline_hugs_its_own_letters(scale):
+    """The outline is the letters grown by one pixel: no dark copy drifting beside them
+    (OpenCV 5 spaces a thicker stroke's glyphs wider, which doubled a label's figures)."""
+    from gi_sdk.overlay import _text
+
+    frame = np.full((80, 400, 3), 200, np.uint8)          # light grey: dark and green both show
+    _text(frame, "polyp #1 0.72 88.8", (10, 50), scale, (60, 255, 60))
+    ink = frame[..., 1].astype(int) - frame[..., 0].astype(int) > 40       # green text
+    dark = frame.max(axis=2) < 120                                         # the outline
+    assert ink.sum() > 50 and dark.sum() > 50
+    near_ink = cv2.dilate(ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert not (dark & ~near_ink).any()   # every outline pixel within 2 px of a letter
+    _text(frame, "cut off at the corner", (-30, 4), scale)   # partly outside the frame: no error
+
+
 # ------------------------------------------------------------------ the web viewer
 def _get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as response:
