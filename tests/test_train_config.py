@@ -142,6 +142,11 @@ def test_a_finished_stage_is_not_run_again(tmp_path):
     ran.clear()
     run_stages(recipe, run_one)
     assert ran == [7]
+    record["config"]["resume_from_checkpoint"] = True   # ... and one that went on after a restart
+    moved.write_text(json.dumps(record))
+    ran.clear()
+    run_stages(recipe, run_one)
+    assert ran == [7]
     record["config"]["max_steps"] = 6                # ... but not one of another config
     moved.write_text(json.dumps(record))
     ran.clear()

@@ -41,8 +41,10 @@ def _finished(stage, stage_out: Path) -> bool:
     for key in set(wanted) - set(done):
         if wanted[key] == defaults.get(key):
             del wanted[key]
-    # where it was written does not matter (a finished run moved into place counts)
-    done.pop("output_dir", None), wanted.pop("output_dir", None)
+    # where it was written does not matter (a finished run moved into place counts), nor
+    # whether it went on from a trainer checkpoint after an interruption
+    for key in ("output_dir", "resume_from_checkpoint"):
+        done.pop(key, None), wanted.pop(key, None)
     return done == wanted
 
 
