@@ -71,8 +71,10 @@ class Session:
         own (``session.labels``: the bundle's, from its training data; none for a checkpoint
         without a training record); an empty list: any words.
     backend_options: keyword arguments for the backend, e.g. ``{"precision": "fp16",
-        "decode": "cuda-graphs"}`` for ``torch`` (``gi_sdk.backends.torch_backend``); None: its
-        defaults for the device.
+        "decode": "cuda-graphs"}`` for ``torch`` (``gi_sdk.backends.torch_backend``),
+        ``{"threads": 1}`` for ``onnxruntime`` (its threads per run; default: onnxruntime's,
+        one per core, or ``GI_SDK_ORT_THREADS``; one leaves a 2-core machine's other core to
+        your video loop, README "Performance"); None: its defaults for the device.
     """
 
     def __init__(self, path=None, backend: str = "auto", device: str = "cpu", channels: str = "bgr",
