@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,41 @@ def test_a_finished_stage_is_not_run_again(tmp_path):
     ran.clear()
     run_stages(cached, run_one)
     assert ran == [5, 7]
+
+
+def test_a_stage_added_to_a_finished_recipe_starts_from_its_output(tmp_path):
+    """The last stage writes output_dir itself; adding a stage after it must not train it again
+    but take its checkpoint from output_dir into stages/NAME (and not if its config changed)."""
+    from gi_sdk.train.two_stage import run_stages
+
+    def recipe(*steps):
+        return TrainConfig(base="b", output_dir=str(tmp_path / "out"), lora="full",
+                           stages=[{"name": f"s{i}", "max_steps": n} for i, n in enumerate(steps)])
+    ran = []
+
+    def run_one(stage):
+        ran.append(stage.max_steps)
+        out = Path(stage.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.safetensors").write_text(f"weights of {stage.max_steps}")
+        (out / "training_record.json").write_text(json.dumps({"config": stage.to_dict()}))
+        return out
+
+    run_stages(recipe(5, 7), run_one)
+    ran.clear()
+    run_stages(recipe(5, 7, 9), run_one)      # s1 was last: its checkpoint is out/, kept
+    assert ran == [9]
+    taken = tmp_path / "out" / "stages" / "s1"
+    assert (taken / "model.safetensors").read_text() == "weights of 7"
+    assert json.loads((taken / "training_record.json").read_text())["config"]["max_steps"] == 7
+    assert not (taken / "stages").exists()
+    ran.clear()
+    run_stages(recipe(5, 7, 9), run_one)      # and from now on it is a finished stage
+    assert ran == [9]
+    shutil.rmtree(taken)
+    ran.clear()
+    run_stages(recipe(5, 8, 9, 11), run_one)  # s1 changed: s2 (in out/) started from the old s1
+    assert ran == [8, 9, 11]
+    ran.clear()
+    run_stages(recipe(6, 8, 9, 11), run_one)  # s0 changed: every later stage runs again too
+    assert ran == [6, 8, 9, 11]

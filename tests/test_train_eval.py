@@ -259,6 +259,8 @@ def test_eval_cli_end_to_end_on_the_tiny_checkpoint(tiny_checkpoint, tmp_path):
     for block in report["tasks"].values():   # every block accounts for empty and unreadable outputs
         assert {"zero_cases", "parse_failures", "parse_failure_rate", "errors"} <= set(block)
     assert all(line["error"] is None for line in lines)
+    for line in lines:  # one probability per instance, beside its box
+        assert len(line["scores"]) == len(line["boxes"]) and all(0 <= v <= 1 for v in line["scores"])
     # the random model answers the ask questions: Task 1 has one prediction per question
     task1 = json.loads((medico / "predictions_1.json").read_text())
     assert len(task1["predictions"]) == sum(line["task"] == "ask" for line in lines)

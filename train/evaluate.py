@@ -165,7 +165,8 @@ def sample_record(example, text, scored: Scored, seconds: float) -> dict:
     p = scored.prediction
     return {"image_id": example.image_id, "source": example.source, "task": example.task, "input": text,
             "target": example.target, "raw": p.raw_text, "answer": p.answer, "explanation": p.explanation,
-            "boxes": p.boxes.round(2).tolist(), "labels": p.labels, "count": p.count,
+            "boxes": p.boxes.round(2).tolist(), "labels": p.labels, "scores": p.scores.round(4).tolist(),
+            "count": p.count,
             "confidence": round(float(p.confidence), 4), "error": scored.error, "seconds": round(seconds, 4)}
 
 
