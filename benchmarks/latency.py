@@ -124,6 +124,28 @@ def source_checkpoint(model: Path) -> Path | None:
     return None
 
 
+def checkpoint_of(model: Path, name: str) -> Path | None:
+    """The checkpoint transformers and the torch backend run for ``model``: its source when
+    that is on disk, else the one ``gi-sdk recover`` writes from the bundle's own weights
+    (once, cached under .cache/models; a quantized part comes back dequantized, which is what
+    its int8 kernels multiply with, so the baseline runs the bundle's model)."""
+    found = source_checkpoint(model)
+    if found is not None or not (model / "manifest.json").is_file():
+        return found
+    out = CACHE / f"bench-{name}-checkpoint"
+    if not (out / "model.safetensors").is_file():
+        from gi_sdk.export.recover import checkpoint_from_bundle
+
+        print(f"  {name}: its source checkpoint is not on disk; recovering it from the bundle into {out} (once) ...",
+              file=sys.stderr, flush=True)
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        checkpoint_from_bundle(model, out, log=None)
+    return out
+
+
 def model_for(runtime: str, model: Path, name: str) -> Path | None:
     """The folder ``runtime`` loads for ``model``: the model itself when it is the kind the
     backend runs; else its checkpoint (for torch) or an fp32 bundle exported from it once and
@@ -135,7 +157,7 @@ def model_for(runtime: str, model: Path, name: str) -> Path | None:
     if (wants == "bundle") == is_bundle:
         return model
     if wants == "checkpoint":
-        return source_checkpoint(model)
+        return checkpoint_of(model, name)
     out = CACHE / f"bench-{name}-bundle-fp32"
     if not (out / "manifest.json").is_file():
         from gi_sdk.export import export_bundle
@@ -365,11 +387,11 @@ def rows_of(label: dict, out: dict) -> list[dict]:
 
 
 def table(rows: list[dict], speedup: dict) -> str:
-    head = f"{'model':<10}{'runtime':<14}{'prec':<6}{'stage':<20}{'n':>6}{'p50':>10}{'p90':>10}{'p99':>10}" \
+    head = f"{'model':<10}{'runtime':<14}{'prec':<11}{'stage':<20}{'n':>6}{'p50':>10}{'p90':>10}{'p99':>10}" \
            f"{'p99.9':>10}{'max':>10}{'std':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model']:<10}{r['runtime']:<14}{r['precision']:<6}{r['stage']:<20}{r['n']:>6}"
+        lines.append(f"{r['model']:<10}{r['runtime']:<14}{r['precision']:<11}{r['stage']:<20}{r['n']:>6}"
                      f"{r['p50_ms']:>10.2f}{r['p90_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['p999_ms']:>10.2f}"
                      f"{r['max_ms']:>10.2f}{r['std_ms']:>9.2f}")
     lines.append("")
@@ -452,7 +474,7 @@ def main(argv=None) -> dict:
     stream_frames = args.stream_frames if args.stream_frames is not None else (100 if args.quick else 1000)
     names = (args.models or ("builtin" if args.quick else "builtin,base")).split(",")
     runtimes = (args.runtimes or ",".join(["transformers"] + available_backends())).split(",")
-    rows, speedup, same_tokens, extra = [], {}, {}, {}
+    rows, speedup, same_tokens, extra, checkpoints = [], {}, {}, {}, {}
     for name in names:
         try:
             model = resolve_model(name)
@@ -461,7 +483,13 @@ def main(argv=None) -> dict:
                 raise
             print(f"built-in model unavailable ({exc}); using the tiny test model", file=sys.stderr)
             name, model = "tiny", resolve_model("tiny")
-        checkpoint = source_checkpoint(model)
+        try:
+            checkpoint = checkpoint_of(model, name)
+        except Exception as exc:  # reported; the bundle's own runtimes still run
+            print(f"  no checkpoint for {name}: {exc}", file=sys.stderr)
+            checkpoint = None
+        checkpoints[name] = {"path": str(checkpoint) if checkpoint else None,
+                             "recovered_from_bundle": bool(checkpoint) and checkpoint != source_checkpoint(model)}
         baseline = None
         for runtime in runtimes:
             if runtime == "transformers":
@@ -502,7 +530,8 @@ def main(argv=None) -> dict:
                         np.median(out["three_tasks_one_by_one"]) / np.median(out["one_task"]))
     result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION,
               "max_new_tokens": args.max_new_tokens, "rows": rows, "speedup": speedup,
-              "same_tokens_as_baseline": same_tokens, "runs": extra}
+              "same_tokens_as_baseline": same_tokens, "runs": extra,
+              "checkpoints": checkpoints}   # what transformers and the torch backend ran
     if not args.no_native:
         sys.path.insert(0, str(HERE))
         import native as native_bench

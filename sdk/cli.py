@@ -68,6 +68,18 @@ def _export(args) -> int:
     return 0
 
 
+def _recover(args) -> int:
+    from .errors import require
+
+    require("torch", "export")
+    require("onnx", "export")
+    from .bundle import builtin_bundle
+    from .export.recover import checkpoint_from_bundle
+
+    checkpoint_from_bundle(args.bundle or builtin_bundle(), args.out)
+    return 0
+
+
 def _train(args) -> int:
     # gi_sdk.train needs torch / transformers / peft: imported only when training
     from .errors import require
@@ -181,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="least instance score that starts a track when streaming with this model "
                              "(stored in the manifest; default: the tracker's own)")
     export.set_defaults(func=_export)
+
+    recover = sub.add_parser("recover", help="write the merged checkpoint a bundle runs, for transformers, the torch "
+                                             "backend or more training (needs gi-sdk[export])")
+    recover.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the built-in model)")
+    recover.add_argument("--out", required=True, help="checkpoint folder to create")
+    recover.set_defaults(func=_recover)
 
     train = sub.add_parser("train", help="LoRA fine-tune a Florence-2 checkpoint and merge it (needs gi-sdk[train])")
     train.add_argument("--config", required=True, help="YAML recipe of gi_sdk.train.TrainConfig fields")

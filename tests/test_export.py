@@ -367,3 +367,74 @@ def test_fp16_merged_decoder_runs_close_to_fp32(checkpoint, tmp_path):
     assert fp16.stat().st_size < 0.6 * paths["decoder_model_merged"].stat().st_size
     scale = np.abs(ref).max()
     assert np.abs(half - ref).max() < 0.02 * scale
+
+
+# ------------------------------------------------------------------ bundle -> checkpoint
+RECOVER_FRAMES = (1, 0)   # one synthetic frame x four tasks: the comparison's path, kept short
+
+
+def test_an_fp32_bundle_gives_back_its_checkpoint_bit_for_bit(checkpoint, adapter, adapter_bundle, tmp_path):
+    """`gi-sdk recover`: every weight of the merged model comes back exactly from the ONNX
+    parts, and the folder loads as an ordinary checkpoint (transformers' model and processor,
+    gi_sdk's torch backend) that answers with the bundle's tokens."""
+    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+    from gi_sdk.export.recover import RECORD, checkpoint_from_bundle
+
+    lines = []
+    out = checkpoint_from_bundle(adapter_bundle[0], tmp_path / "ck", verify_frames=RECOVER_FRAMES, log=lines.append)
+    recovered = Florence2ForConditionalGeneration.from_pretrained(out).eval().state_dict()
+    original = adapter[1].state_dict()
+    assert set(recovered) == set(original)
+    unequal = [k for k in original if not torch.equal(recovered[k], original[k])]
+    assert not unequal, unequal[:5]
+    record = json.loads((out / RECORD).read_text())
+    assert record["weights"] == "exact" and record["comparison_with_bundle"]["passed"]
+    assert record["comparison_with_bundle"]["cases"] == 4
+    (name, frame), = _frames()[:1]
+    from PIL import Image
+
+    image = Image.fromarray(frame[..., ::-1].copy())   # the HF processor: same ids and pixels as the original's
+    ours, theirs = (AutoProcessor.from_pretrained(f)(text=build_prompt("segment", "polyp"), images=image,
+                                                      return_tensors="pt") for f in (out, checkpoint))
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+    assert torch.equal(ours["pixel_values"], theirs["pixel_values"])
+    ours = Session(out, backend="torch", constrained=False).run(frame, "detect", max_new_tokens=12)
+    theirs = Session(adapter_bundle[0], constrained=False).run(frame, "detect", max_new_tokens=12)
+    assert ours.token_ids.tolist() == theirs.token_ids.tolist()
+    assert "4 of 4 cases" in lines[-1] and "exact weights" in lines[-1]
+
+
+def test_a_quantized_bundle_gives_back_its_weights_dequantized(checkpoint, mixed_bundle, tmp_path):
+    """int8 dynamic (text parts), int8 QDQ per channel (vision) and fp16 (embedding) weights
+    come back within their quantization step of the original; fp32 values exactly."""
+    from transformers import Florence2ForConditionalGeneration
+
+    from gi_sdk.export.recover import RECORD, checkpoint_from_bundle
+
+    out = checkpoint_from_bundle(mixed_bundle, tmp_path / "ck", verify_frames=RECOVER_FRAMES, log=None)
+    recovered = Florence2ForConditionalGeneration.from_pretrained(out).state_dict()
+    original = Florence2ForConditionalGeneration.from_pretrained(checkpoint).state_dict()
+    worst = {}
+    for key, want in original.items():
+        got = recovered[key]
+        assert got.shape == want.shape and got.dtype == want.dtype, key
+        worst[key] = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
+    # an int8 step is at most 2/255 of a tensor's range (per tensor or per channel)
+    assert max(worst.values()) < 2 / 255 + 1e-6, max(worst, key=worst.get)
+    quantized = [k for k, w in worst.items() if w > 0]
+    assert any("vision_tower" in k for k in quantized) and any("decoder.layers" in k for k in quantized)
+    assert any(k.endswith("shared.weight") for k in quantized)          # the fp16 embedding
+    record = json.loads((out / RECORD).read_text())
+    assert record["weights"].startswith("quantized parts dequantized")
+    assert record["part_precisions"] == dict(item.split("=") for item in MIXED.split(","))
+
+
+def test_recovery_refuses_a_folder_that_is_not_empty(adapter_bundle, tmp_path):
+    from gi_sdk.export.recover import checkpoint_from_bundle
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an empty folder"):
+        checkpoint_from_bundle(adapter_bundle[0], tmp_path / "ck", log=None)
+    assert (tmp_path / "ck" / "keep.txt").read_text() == "mine"

@@ -87,39 +87,50 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 1200) -> Path:
     tok.add_special_tokens(added)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=False)
     tok.save(str(out / "tokenizer.json"))
+    write_tokenizer_config(out, [t for t in added if t not in ("<mask>", IMAGE_TOKEN)])
+    return out
 
+
+def write_tokenizer_config(out: Path, extra_special_tokens: list) -> None:
+    """Write the ``tokenizer_config.json`` and ``special_tokens_map.json`` that let
+    ``transformers.AutoTokenizer`` / ``AutoProcessor`` load ``out/tokenizer.json`` as
+    Florence-2's tokenizer (``extra_special_tokens``: the added tokens but ``<mask>`` and the
+    image token)."""
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
                 "sep_token": "</s>", "cls_token": "<s>", "mask_token": "<mask>"}
-    extra = [t for t in added if t not in ("<mask>", IMAGE_TOKEN)]
     config = {
         "tokenizer_class": "BartTokenizer",
         "model_max_length": 1024,
         "add_prefix_space": False,
         **specials,
-        "additional_special_tokens": extra,
+        "additional_special_tokens": list(extra_special_tokens),
         "extra_special_tokens": {"image_token": IMAGE_TOKEN},
         "processor_class": "Florence2Processor",
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (out / "special_tokens_map.json").write_text(json.dumps({**specials, "additional_special_tokens": extra}, indent=2))
-    return out
+    (out / "special_tokens_map.json").write_text(
+        json.dumps({**specials, "additional_special_tokens": list(extra_special_tokens)}, indent=2))
 
 
-def _processor_files(out: Path, image_size: int, image_seq_length: int) -> None:
-    """Write the image-processor and processor configs a Florence-2 checkpoint carries."""
+def write_processor_files(out: Path, image_size, image_seq_length: int,
+                          image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
+                          banned_grounding_phrases=("the image",)) -> None:
+    """Write the image-processor and processor configs a Florence-2 checkpoint carries
+    (``image_size``: one side, or (width, height))."""
+    width, height = (image_size, image_size) if isinstance(image_size, int) else image_size
     preprocessor = {
         "image_processor_type": "CLIPImageProcessor",
         "processor_class": "Florence2Processor",
         "do_resize": True,
-        "size": {"height": image_size, "width": image_size},
+        "size": {"height": height, "width": width},
         "resample": 3,  # bicubic, as Florence-2
         "do_center_crop": False,
-        "crop_size": {"height": image_size, "width": image_size},
+        "crop_size": {"height": height, "width": width},
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
-        "image_mean": [0.485, 0.456, 0.406],
-        "image_std": [0.229, 0.224, 0.225],
+        "image_mean": list(image_mean),
+        "image_std": list(image_std),
         "do_convert_rgb": True,
         "image_seq_length": image_seq_length,
     }
@@ -130,7 +141,7 @@ def _processor_files(out: Path, image_size: int, image_seq_length: int) -> None:
         "post_processor_config": {
             "ocr": {"PATTERN": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>",
                     "AREA_THRESHOLD": 0.0},
-            "phrase_grounding": {"FILTER_BY_BLACK_LIST": True, "banned_grounding_tokens": ["the image"]},
+            "phrase_grounding": {"FILTER_BY_BLACK_LIST": True, "banned_grounding_tokens": list(banned_grounding_phrases)},
             "pure_text": {}, "description_with_bboxes": {}, "description_with_polygons": {},
             "polygons": {}, "bboxes": {}, "description_with_bboxes_or_polygons": {},
         },
@@ -204,7 +215,7 @@ def build_tiny_florence2(out_dir: str | Path, shape: str = "tiny", seed: int = 0
         no_repeat_ngram_size=0,
     )
     model.save_pretrained(out)
-    _processor_files(out, image_size, image_seq_length)
+    write_processor_files(out, image_size, image_seq_length)
     return out
 
 
