@@ -134,16 +134,40 @@ def checkpoint_of(model: Path, name: str) -> Path | None:
         return found
     out = CACHE / f"bench-{name}-checkpoint"
     if not (out / "model.safetensors").is_file():
-        from gi_sdk.export.recover import checkpoint_from_bundle
-
         print(f"  {name}: its source checkpoint is not on disk; recovering it from the bundle into {out} (once) ...",
               file=sys.stderr, flush=True)
         if out.exists():
             import shutil
 
             shutil.rmtree(out)
-        checkpoint_from_bundle(model, out, log=None)
+        in_fresh_process(_recover, model, out)
     return out
+
+
+def in_fresh_process(fn, *args) -> None:
+    """Run ``fn(*args)`` in a new interpreter: work with torch here would otherwise raise this
+    process's peak memory, which the timed children inherit (Linux keeps ru_maxrss across exec)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=fn, args=args)
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"{fn.__name__}{args} failed (exit code {child.exitcode})")
+
+
+def _recover(model: Path, out: Path) -> None:
+    from gi_sdk.export.recover import checkpoint_from_bundle
+
+    checkpoint_from_bundle(model, out, log=None)
+
+
+def _export_fp32(model: Path, out: Path) -> None:
+    from gi_sdk.export import export_bundle
+    from gi_sdk.export.writer import ExportChecks
+
+    checks = ExportChecks(verify_synthetic=1, verify_real=1, report_synthetic=0, report_real=0, latency_repeats=1)
+    export_bundle(model, out, precision="fp32", checks=checks, log=None)
 
 
 def model_for(runtime: str, model: Path, name: str) -> Path | None:
@@ -160,13 +184,8 @@ def model_for(runtime: str, model: Path, name: str) -> Path | None:
         return checkpoint_of(model, name)
     out = CACHE / f"bench-{name}-bundle-fp32"
     if not (out / "manifest.json").is_file():
-        from gi_sdk.export import export_bundle
-        from gi_sdk.export.writer import ExportChecks
-
         print(f"  exporting {name} to {out} (once) ...", file=sys.stderr, flush=True)
-        checks = ExportChecks(verify_synthetic=1, verify_real=1, report_synthetic=0, report_real=0,
-                              latency_repeats=1)
-        export_bundle(model, out, precision="fp32", checks=checks, log=None)
+        in_fresh_process(_export_fp32, model, out)
     return out
 
 

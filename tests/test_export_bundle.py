@@ -171,8 +171,9 @@ def test_backend_choice_follows_the_model_kind():
 
     assert resolve_backend("auto", "bundle") == "onnxruntime"
     assert "onnxruntime" not in available_backends("checkpoint")
-    with pytest.raises(BackendUnavailableError, match="onnxruntime"):
+    with pytest.raises(BackendUnavailableError, match="onnxruntime") as refused:
         resolve_backend("torch", "bundle")     # torch cannot run ONNX parts: say which backend can
+    assert "gi-sdk recover" in str(refused.value)   # ... and how to get the checkpoint torch runs
     with pytest.raises(BackendUnavailableError, match="torch"):
         resolve_backend("onnxruntime", "checkpoint")
 

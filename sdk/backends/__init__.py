@@ -75,9 +75,11 @@ def resolve_backend(name: str, runs: str | None = None) -> str:
     spec = BACKENDS[name]
     if runs is not None and spec.runs != runs:
         other = [n for n, s in BACKENDS.items() if s.runs == runs]
+        hint = ("; or write the bundle's checkpoint with `gi-sdk recover BUNDLE --out FOLDER` (no BUNDLE: the "
+                "built-in model) and load that folder" if spec.runs == "checkpoint" and runs == "bundle" else "")
         raise BackendUnavailableError(
             f"backend {name!r} runs a {spec.runs}, not a {runs}; use backend {' or '.join(map(repr, other))} "
-            "or 'auto' for this model"
+            f"or 'auto' for this model{hint}"
         )
     missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
     if missing:
