@@ -9,7 +9,8 @@ Modules: ``parts`` (the four ONNX parts traced from transformers' Florence-2),
 ONNX Runtime's tools), ``report`` (what a variant costs in accuracy, gains in size and
 speed), ``frames`` (verification, calibration and held-out frames), ``manifest`` (what the
 bundle says about itself), ``source`` (LoRA adapters merged first), ``tensorrt`` (engines),
-``writer`` (``export_bundle``: all of it, written only when verified).
+``writer`` (``export_bundle``: all of it, written only when verified), ``recover``
+(``checkpoint_from_bundle``: a bundle's weights back as a checkpoint).
 torch / transformers / onnx are imported by the functions that need them.
 """
 
