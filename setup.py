@@ -19,6 +19,7 @@ RUNTIME = [
     "tokenizers>=0.19",
     "pyyaml>=6",
     "onnxruntime>=1.18",  # runs model bundles (the "onnxruntime" backend)
+    "onnx>=1.16",  # lifts the decoder's later-step branch into its own graph (gi_sdk.backends.decoder_steps)
 ]
 TORCH = "torch>=2.4"  # the Makefile installs the CPU build torch==2.13.0 before this is resolved
 EXTRAS = {
@@ -29,7 +30,7 @@ EXTRAS = {
               # evaluation (gi_sdk.train.metrics): maintained metric implementations
               "sacrebleu>=2.4", "rouge-score>=0.1.2", "nltk>=3.9", "pycocotools>=2.0.8", "scipy>=1.11"],
     "export": [TORCH, "transformers>=4.57", "safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.18"],
-    "onnxruntime": ["onnxruntime>=1.18"],
+    "onnxruntime": ["onnxruntime>=1.18", "onnx>=1.16"],
     "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3",
             "atheris>=2.3; platform_system == 'Linux' and platform_machine == 'x86_64'", "matplotlib>=3.8"],

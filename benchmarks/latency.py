@@ -13,8 +13,8 @@ test model), or any bundle / checkpoint folder. Runtimes, side by side in one ru
 precision a bundle carries; ``torch:MODE`` runs the torch backend with ``decode=MODE``
 (``eager``, ``static``, ``compiled``, ``cuda-graphs``; plain ``torch``: its default for the
 device, fp16 + CUDA graphs on a GPU). Each (model, runtime, precision) runs in its own child process, one
-after the other, so its peak memory is its own; the frame, question and token budget are the
-same for all, and the JSON says whether each runtime produced the baseline's tokens.
+after the other, so its peak memory is its own; the frame (``--frame``, default 1920x1080:
+endoscope video is 1080p), question and token budget are the same for all, and the JSON says whether each runtime produced the baseline's tokens.
 
 Stages (milliseconds): preprocess, vision, prompt encode, first token (frame in -> first
 token out), per token (each later token), decode (ids -> Result), whole ask; ``3 tasks`` (detect + segment + ask on one frame with ``Session.run_many``: the
@@ -76,11 +76,15 @@ def resident_memory_mb() -> float:
 
 # ---------------------------------------------------------------------------------- inputs
 
-def test_frame() -> np.ndarray:
-    """A 1280x720 synthetic endoscope frame (BGR) with polyps in view."""
+#: Size of the asked frame: endoscope video is 1080p (FORMATS.md "real-time requirements").
+FRAME_SIZE = (1920, 1080)
+
+
+def test_frame(size=FRAME_SIZE) -> np.ndarray:
+    """A synthetic endoscope frame (BGR) of ``size`` (width, height) with polyps in view."""
     from gi_sdk.synthetic import SyntheticEndoscope
 
-    scope = SyntheticEndoscope(seed=11, width=1280, height=720)
+    scope = SyntheticEndoscope(seed=11, width=size[0], height=size[1])
     for i in range(0, 3000, 37):
         frame, truth = scope.frame(i)
         if "polyp" in truth.labels:
@@ -231,7 +235,7 @@ def run_transformers(spec: dict) -> dict:
     device, clock = spec["device"], Clock(spec["device"])
     processor = AutoProcessor.from_pretrained(spec["checkpoint"])
     model = Florence2ForConditionalGeneration.from_pretrained(spec["checkpoint"]).to(device).eval()
-    frame = test_frame()
+    frame = test_frame(tuple(spec["frame_size"]))
     prompt, task_token = build_prompt(TASK, QUESTION), get_task(TASK).token
     budget = spec["max_new_tokens"]
 
@@ -286,7 +290,7 @@ def run_session(spec: dict) -> dict:
         options["precision"] = spec["precision"]
     session = Session(spec["model"], backend=backend, device=spec["device"], constrained=False,
                       backend_options=options)
-    frame = test_frame()
+    frame = test_frame(tuple(spec["frame_size"]))
     budget = spec["max_new_tokens"]
     times = {s: [] for s in STAGES}
     three, one, one_by_one = [], [], []
@@ -472,6 +476,8 @@ def main(argv=None) -> dict:
                                                          "torch:MODE for a torch decode mode)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--runs", type=int, default=None, help="timed asks per runtime (default 30, quick 5)")
+    parser.add_argument("--frame", default="%dx%d" % FRAME_SIZE, metavar="WxH",
+                        help="size of the asked frame (default: 1920x1080, endoscope video; the stream is 1280x720)")
     parser.add_argument("--max-new-tokens", type=int, default=20, help="token budget of every ask")
     parser.add_argument("--stream-frames", type=int, default=None, help="frames of the streaming run "
                                                                         "(default 1000, quick 100; 0: none)")
@@ -489,6 +495,11 @@ def main(argv=None) -> dict:
     from gi_sdk.errors import ModelLoadError
 
     started = time.perf_counter()
+    try:
+        frame_size = [int(v) for v in args.frame.lower().split("x")]
+        assert len(frame_size) == 2 and min(frame_size) > 0
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--frame {args.frame!r}: give WIDTHxHEIGHT, e.g. 1920x1080") from None
     runs = args.runs or (5 if args.quick else 30)
     stream_frames = args.stream_frames if args.stream_frames is not None else (100 if args.quick else 1000)
     names = (args.models or ("builtin" if args.quick else "builtin,base")).split(",")
@@ -525,7 +536,7 @@ def main(argv=None) -> dict:
             for precision in (["fp32"] if runtime == "transformers" else precisions(folder, args.device)):
                 spec = {"model": str(folder), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
                         "precision": precision, "device": args.device, "runs": runs, "warmup": 2,
-                        "max_new_tokens": args.max_new_tokens,
+                        "max_new_tokens": args.max_new_tokens, "frame_size": frame_size,
                         "stream_frames": stream_frames if runtime != "transformers" else 0}
                 print(f"timing {name} / {runtime} / {precision} ...", file=sys.stderr, flush=True)
                 out = in_child(spec, timeout=3600)
@@ -548,7 +559,7 @@ def main(argv=None) -> dict:
                     extra[key]["three_one_by_one_over_one_task"] = float(
                         np.median(out["three_tasks_one_by_one"]) / np.median(out["one_task"]))
     result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION,
-              "max_new_tokens": args.max_new_tokens, "rows": rows, "speedup": speedup,
+              "max_new_tokens": args.max_new_tokens, "frame_size": frame_size, "rows": rows, "speedup": speedup,
               "same_tokens_as_baseline": same_tokens, "runs": extra,
               "checkpoints": checkpoints}   # what transformers and the torch backend ran
     if not args.no_native:

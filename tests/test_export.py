@@ -208,6 +208,28 @@ def test_cross_attention_cache_of_the_first_step_is_used_at_every_later_step(ada
     np.testing.assert_array_equal(out["present.0.encoder.key"], first_cross[0][0].numpy())
 
 
+def test_later_decoder_steps_run_the_branch_lifted_out_with_the_same_tokens(adapter_bundle, monkeypatch):
+    """Steps after the first run the merged decoder's later-step branch as its own session
+    (no ``If``, no passed-through cross-attention outputs, weights shared with the merged
+    session); the tokens are those of the merged graph run for every step, which is what the
+    backend falls back to without the ``onnx`` package."""
+    import gi_sdk.backends.decoder_steps as steps
+
+    lifted = Session(adapter_bundle[0], constrained=False)
+    session, reads, present = lifted.backend._later
+    assert "use_cache_branch" not in reads and {o.name for o in session.get_outputs()} == {"logits", *present}
+    assert present and all(".decoder." in name for name in present)
+    monkeypatch.setattr(steps, "later_step_graph", lambda path: None)
+    merged = Session(adapter_bundle[0], constrained=False)
+    assert merged.backend._later is None
+    for name, frame in _frames():
+        for task, text in (("detect", None), ("segment", "polyp"), ("ask", "Is there a polyp?")):
+            a = lifted.run(frame, task, text, max_new_tokens=20)
+            b = merged.run(frame, task, text, max_new_tokens=20)
+            assert len(a.token_ids) > 1 and a.token_ids.tolist() == b.token_ids.tolist(), (name, task)
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-6)
+
+
 def test_parts_take_other_batch_sizes_and_padded_prompts(adapter, adapter_bundle):
     """Dynamic axes for real: batch 2 with a padded prompt, against the torch model."""
     import onnxruntime as ort

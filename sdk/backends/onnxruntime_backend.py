@@ -98,9 +98,10 @@ class OnnxRuntimeBackend:
         # its shape arithmetic (built-in model: 1119 -> 509 nodes, 14.1 -> 13.5 ms); a batch of
         # frames gets the graph as exported, loaded on first use.
         self.sessions = {part: self._load(part, fixed={"batch_size": 1} if part == "vision_encoder" else None)
-                         for part in PARTS}
+                         for part in PARTS if part != "decoder_model_merged"}
         self._vision_batch = None
         self._vision_lock = threading.Lock()
+        self._later = self._load_later_step()
         decoder = self.sessions["decoder_model_merged"]
         self._types = {i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in decoder.get_inputs()}
         self._past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
@@ -113,8 +114,29 @@ class OnnxRuntimeBackend:
                       for i in self.sessions[part].get_inputs() if i.name == name]
         self.decodes_batches = len(batch_axes) == 3 and not any(isinstance(a, int) for a in batch_axes)
 
-    def _load(self, part: str, fixed: dict | None = None):
-        """An onnxruntime session of one part; ``fixed`` pins named axes to sizes."""
+    def _load_later_step(self):
+        """The decoder's later-step branch as its own session (``decoder_steps``), sharing the
+        merged session's weights; None where it cannot be made (no ``onnx`` package), and then
+        every step runs the merged graph."""
+        from .decoder_steps import later_step_graph
+
+        path = self.checkpoint.bundle.part_path("decoder_model_merged")
+        lifted = later_step_graph(path)
+        if lifted is None:
+            self.sessions["decoder_model_merged"] = self._load("decoder_model_merged")
+            return None
+        model, weights = lifted
+        # one copy of each weight for both sessions: onnxruntime reads these arrays' memory
+        self._shared_weights = {name: self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
+                                for name, value in weights.items()}
+        self.sessions["decoder_model_merged"] = self._load("decoder_model_merged", shared=self._shared_weights)
+        session = self._load("decoder_model_merged", shared=self._shared_weights, model=model.SerializeToString())
+        return session, {i.name for i in session.get_inputs()}, [o.name for o in session.get_outputs()
+                                                                   if o.name.startswith("present.")]
+
+    def _load(self, part: str, fixed: dict | None = None, shared: dict | None = None, model: bytes | None = None):
+        """An onnxruntime session of one part (``model``: this graph instead of the part's
+        file); ``fixed`` pins named axes to sizes; ``shared`` supplies initializers by name."""
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # fp16 parts on CPU log a warning per inserted cast
@@ -131,12 +153,15 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.force_spinning_stop", "1")
         for name, size in (fixed or {}).items():
             options.add_free_dimension_override_by_name(name, size)
+        for name, value in (shared or {}).items():
+            options.add_initializer(name, value)
         path = self.checkpoint.bundle.part_path(part)
         state = self._ort.capi.onnxruntime_pybind11_state  # onnxruntime's own exception types
         load_errors = (state.Fail, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
                        state.NotImplemented, state.RuntimeException)
         try:
-            return self._ort.InferenceSession(str(path), options, providers=self._providers)
+            return self._ort.InferenceSession(model if model is not None else str(path), options,
+                                              providers=self._providers)
         except load_errors as exc:
             raise BundleError(f"{path}: onnxruntime cannot load part {part!r} ({exc}); re-export the bundle") from exc
 
@@ -183,14 +208,20 @@ class OnnxRuntimeBackend:
         decoder runs (GPU memory with the CUDA or TensorRT provider, host memory on CPU) from
         one step to the next, as does the encoder state; only the logits come back to the host.
         """
-        session = self.sessions["decoder_model_merged"]
+        if cache is not None and self._later is not None:   # the later-step branch alone
+            session, reads, present = self._later
+        else:
+            session, reads, present = self.sessions["decoder_model_merged"], None, self._present
         binding = session.io_binding()
         batch = state.hidden.shape[0]
         embeds = self.embed(np.asarray(tokens, np.int64).reshape(-1, 1)).astype(self._types["inputs_embeds"], copy=False)
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds))
-        binding.bind_cpu_input("encoder_attention_mask", state.attention_mask)
-        binding.bind_ortvalue_input("encoder_hidden_states", self._on_device(state))
-        binding.bind_cpu_input("use_cache_branch", np.array([cache is not None]))
+        if reads is None or "encoder_attention_mask" in reads:
+            binding.bind_cpu_input("encoder_attention_mask", state.attention_mask)
+        if reads is None or "encoder_hidden_states" in reads:
+            binding.bind_ortvalue_input("encoder_hidden_states", self._on_device(state))
+        if reads is None:
+            binding.bind_cpu_input("use_cache_branch", np.array([cache is not None]))
         if cache is None:  # not read by the first-step branch: empty arrays of the right rank
             for value in self._past:
                 binding.bind_cpu_input(value.name, np.zeros((batch, value.shape[1], 0, value.shape[3]),
@@ -201,11 +232,11 @@ class OnnxRuntimeBackend:
                     binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}.key", key)
                     binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}.value", value)
         binding.bind_output("logits", "cpu")
-        for name in self._present:
+        for name in present:
             binding.bind_output(name, *self._kv_device)
         session.run_with_iobinding(binding)
-        logits, *present = binding.get_outputs()
-        out = dict(zip(self._present, present))
+        logits, *values = binding.get_outputs()
+        out = dict(zip(present, values))
         layers = range(len(self._present) // 4)
         own = [(out[f"present.{i}.decoder.key"], out[f"present.{i}.decoder.value"]) for i in layers]
         cross = cache.cross_attention if cache is not None else [
