@@ -376,3 +376,12 @@ def test_the_shipped_model_and_its_tracker_count_the_demo_videos_polyps():
             tracker.update(r.boxes, r.labels, r.scores)
     assert len(truth) == 2
     assert tracker.seen.get("polyp", 0) == len(truth)
+
+
+def test_recover_refuses_what_is_no_bundle_and_writes_nothing(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    for source in (tmp_path / "missing", tmp_path):   # no such folder; a folder without a manifest
+        proc = _cli("recover", str(source), "--out", str(tmp_path / "ck"))
+        assert proc.returncode == 2 and "no manifest.json" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "ck").exists()
