@@ -12,7 +12,8 @@ through to outputs the backend never reads. On the built-in model that is 0.76 a
 (no encoder states, no passed-through cross-attention outputs); the backend runs it for
 every step after the first, and the merged graph for the first. The two sessions share each
 weight's memory (``SessionOptions.add_initializer``). This needs the ``onnx`` package to edit
-the graph; without it the backend runs the merged graph for every step (same tokens).
+the graph; without it, and with a GPU provider (never run here), the backend runs the merged
+graph for every step (same tokens).
 """
 from __future__ import annotations
 

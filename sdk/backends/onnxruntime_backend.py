@@ -116,12 +116,14 @@ class OnnxRuntimeBackend:
 
     def _load_later_step(self):
         """The decoder's later-step branch as its own session (``decoder_steps``), sharing the
-        merged session's weights; None where it cannot be made (no ``onnx`` package), and then
-        every step runs the merged graph."""
+        merged session's weights; None where it is not made (no ``onnx`` package; a GPU
+        provider), and then every step runs the merged graph."""
         from .decoder_steps import later_step_graph
 
         path = self.checkpoint.bundle.part_path("decoder_model_merged")
-        lifted = later_step_graph(path)
+        # CPU only for now: weights handed in through add_initializer with the CUDA or TensorRT
+        # provider have never run here (no GPU), so a GPU keeps the merged graph it was tested with
+        lifted = later_step_graph(path) if self._kv_device[0] == "cpu" else None
         if lifted is None:
             self.sessions["decoder_model_merged"] = self._load("decoder_model_merged")
             return None
