@@ -12,8 +12,9 @@ test model), or any bundle / checkpoint folder. Runtimes, side by side in one ru
 ``transformers`` (the baseline) and every gi_sdk backend that can load the model, each
 precision a bundle carries; ``torch:MODE`` runs the torch backend with ``decode=MODE``
 (``eager``, ``static``, ``compiled``, ``cuda-graphs``; plain ``torch``: its default for the
-device, fp16 + CUDA graphs on a GPU). Each (model, runtime, precision) runs in its own child process, one
-after the other, so its peak memory is its own; the frame (``--frame``, default 1920x1080:
+device, fp16 + CUDA graphs on a GPU). Each (model, runtime, precision) runs in its own child processes, one
+after the other, in interleaved rounds (``--rounds``, default 3: the runtimes take turns, so a
+change in the host's load falls on all of them; the samples are pooled), so its peak memory is its own; the frame (``--frame``, default 1920x1080:
 endoscope video is 1080p), question and token budget are the same for all, and the JSON says whether each runtime produced the baseline's tokens.
 
 Stages (milliseconds): preprocess, vision, prompt encode, first token (frame in -> first
@@ -392,6 +393,25 @@ def in_child(spec: dict, timeout: float) -> dict | None:
     return None
 
 
+def pooled(total: dict | None, out: dict) -> dict:
+    """The samples of one more round of a runtime added to those of the rounds before."""
+    if total is None:
+        return out
+    for stage, samples in out["stages"].items():
+        total["stages"][stage] += samples
+    for key in ("three_tasks", "one_task", "three_tasks_one_by_one"):
+        total[key] = (total.get(key) or []) + (out.get(key) or [])
+    for key in ("peak_memory_mb", "cuda_peak_mb"):
+        if out.get(key) is not None:
+            total[key] = max(total.get(key) or 0.0, out[key])
+    if out["tokens"] != total["tokens"]:
+        total["tokens_vary_between_rounds"] = True
+    for key, value in out.items():   # the stream's figures, from the round that ran it
+        if key not in total:
+            total[key] = value
+    return total
+
+
 # ---------------------------------------------------------------------------------- report
 
 def rows_of(label: dict, out: dict) -> list[dict]:
@@ -478,6 +498,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", type=int, default=None, help="timed asks per runtime (default 30, quick 5)")
     parser.add_argument("--frame", default="%dx%d" % FRAME_SIZE, metavar="WxH",
                         help="size of the asked frame (default: 1920x1080, endoscope video; the stream is 1280x720)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds: each runtime runs runs/rounds asks per round, in turn "
+                             "(default 3, quick 1)")
     parser.add_argument("--max-new-tokens", type=int, default=20, help="token budget of every ask")
     parser.add_argument("--stream-frames", type=int, default=None, help="frames of the streaming run "
                                                                         "(default 1000, quick 100; 0: none)")
@@ -501,6 +524,7 @@ def main(argv=None) -> dict:
     except (ValueError, AssertionError):
         raise SystemExit(f"--frame {args.frame!r}: give WIDTHxHEIGHT, e.g. 1920x1080") from None
     runs = args.runs or (5 if args.quick else 30)
+    rounds = max(1, min(runs, args.rounds or (1 if args.quick else 3)))
     stream_frames = args.stream_frames if args.stream_frames is not None else (100 if args.quick else 1000)
     names = (args.models or ("builtin" if args.quick else "builtin,base")).split(",")
     runtimes = (args.runtimes or ",".join(["transformers"] + available_backends())).split(",")
@@ -520,7 +544,7 @@ def main(argv=None) -> dict:
             checkpoint = None
         checkpoints[name] = {"path": str(checkpoint) if checkpoint else None,
                              "recovered_from_bundle": bool(checkpoint) and checkpoint != source_checkpoint(model)}
-        baseline = None
+        jobs = []   # (runtime, precision, spec) of every child this model runs
         for runtime in runtimes:
             if runtime == "transformers":
                 folder = checkpoint
@@ -534,31 +558,47 @@ def main(argv=None) -> dict:
                 print(f"  no model folder {runtime} can load for {name}", file=sys.stderr)
                 continue
             for precision in (["fp32"] if runtime == "transformers" else precisions(folder, args.device)):
-                spec = {"model": str(folder), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
-                        "precision": precision, "device": args.device, "runs": runs, "warmup": 2,
-                        "max_new_tokens": args.max_new_tokens, "frame_size": frame_size,
-                        "stream_frames": stream_frames if runtime != "transformers" else 0}
-                print(f"timing {name} / {runtime} / {precision} ...", file=sys.stderr, flush=True)
+                jobs.append((runtime, precision, {
+                    "model": str(folder), "model_name": name, "checkpoint": str(checkpoint), "runtime": runtime,
+                    "precision": precision, "device": args.device, "warmup": 2,
+                    "max_new_tokens": args.max_new_tokens, "frame_size": frame_size}))
+        # Interleaved rounds: every runtime takes its turn once per round, so a change in the
+        # host's load lands on all of them instead of on whichever ran at the time; the samples
+        # of all rounds are pooled. The stream runs once, in the last round.
+        outs = {}
+        for turn in range(rounds):
+            share = runs // rounds + (1 if turn < runs % rounds else 0)
+            for runtime, precision, spec in jobs:
+                last = turn == rounds - 1
+                spec = {**spec, "runs": share,
+                        "stream_frames": stream_frames if runtime != "transformers" and last else 0}
+                print(f"timing {name} / {runtime} / {precision} (round {turn + 1} of {rounds}) ...",
+                      file=sys.stderr, flush=True)
                 out = in_child(spec, timeout=3600)
-                if out is None:
-                    continue
-                label = {"model": name, "runtime": runtime, "precision": precision}
-                rows += rows_of(label, out)
-                key = f"{runtime}/{name}/{precision}"
-                extra[key] = {k: out.get(k) for k in ("peak_memory_mb", "cuda_peak_mb", "stream_fps",
-                                                      "stream_memory_growth_mb", "native")}
-                ask = summarize(out["stages"]["ask"])["p50_ms"]
-                extra[key]["fps"] = 1e3 / ask
-                if runtime == "transformers":
-                    baseline = (ask, out["tokens"])
-                elif baseline:
-                    speedup[key] = baseline[0] / ask
-                    same_tokens[key] = out["tokens"] == baseline[1]
-                if out.get("three_tasks"):
-                    extra[key]["three_over_one_task"] = float(np.median(out["three_tasks"]) / np.median(out["one_task"]))
-                    extra[key]["three_one_by_one_over_one_task"] = float(
-                        np.median(out["three_tasks_one_by_one"]) / np.median(out["one_task"]))
-    result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION,
+                if out is not None:
+                    outs[(runtime, precision)] = pooled(outs.get((runtime, precision)), out)
+        baseline = None
+        for runtime, precision, _ in jobs:
+            out = outs.get((runtime, precision))
+            if out is None:
+                continue
+            label = {"model": name, "runtime": runtime, "precision": precision}
+            rows += rows_of(label, out)
+            key = f"{runtime}/{name}/{precision}"
+            extra[key] = {k: out.get(k) for k in ("peak_memory_mb", "cuda_peak_mb", "stream_fps",
+                                                  "stream_memory_growth_mb", "native")}
+            ask = summarize(out["stages"]["ask"])["p50_ms"]
+            extra[key]["fps"] = 1e3 / ask
+            if runtime == "transformers":
+                baseline = (ask, out["tokens"])
+            elif baseline:
+                speedup[key] = baseline[0] / ask
+                same_tokens[key] = out["tokens"] == baseline[1]
+            if out.get("three_tasks"):
+                extra[key]["three_over_one_task"] = float(np.median(out["three_tasks"]) / np.median(out["one_task"]))
+                extra[key]["three_one_by_one_over_one_task"] = float(
+                    np.median(out["three_tasks_one_by_one"]) / np.median(out["one_task"]))
+    result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION, "rounds": rounds,
               "max_new_tokens": args.max_new_tokens, "frame_size": frame_size, "rows": rows, "speedup": speedup,
               "same_tokens_as_baseline": same_tokens, "runs": extra,
               "checkpoints": checkpoints}   # what transformers and the torch backend ran
