@@ -350,9 +350,10 @@ def test_the_shipped_builtin_model_is_a_sound_bundle_that_answers():
     session = Session()
     assert session.backend_name == "onnxruntime"
     assert session.labels == ("instrument", "polyp") == tuple(record["labels"])   # its training data's class names
-    from gi_sdk.train.builtin import TRACK_START_SCORE
-
-    assert session.checkpoint.track_start_score == TRACK_START_SCORE   # its tracker start score, chosen for it
+    # its tracker start score, chosen for it on synthetic videos (gi_sdk.train.track_start)
+    chosen = json.loads((bundle.path / "track_start.json").read_text())
+    assert session.checkpoint.track_start_score == chosen["start_score"] == bundle.manifest["tracking"]["start_score"]
+    assert chosen["seeds"] == list(range(8, 16)) and chosen["n_frames"] == 300
     frame, _ = SyntheticEndoscope(seed=1000, width=455, height=256).frame(0)
     r = session.detect(frame)
     assert r.task == "detect" and not r.parse_failed and len(r.boxes) == len(r.labels)

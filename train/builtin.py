@@ -13,8 +13,9 @@
    decoder first on top of the frozen tower and projector, then the text encoder too, and in
    the last round the vision tower as well (end to end, at a low rate);
 5. exports it to a verified ONNX bundle (``--precision auto``, with its quantization report)
-   and installs that into the package (``sdk/models/synthetic-demo``), where
-   ``gi_sdk.Session()`` without a path and ``make demo`` find it.
+   chooses its tracker start score on synthetic videos (``track_start``) and installs that
+   into the package (``sdk/models/synthetic-demo``), where ``gi_sdk.Session()`` without a
+   path and ``make demo`` find it.
 
 Training takes about 8.5 hours on the 2-core machine this project is developed on with nothing
 else running (stage 1 ~25 min, the eleven rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 + ~65 + ~36
@@ -75,26 +76,41 @@ def record_stage_one(trained: Path, calibrated: Path) -> None:
     write_record(trained, record)
 
 
-#: The built-in model's tracker start score, written into its bundle's manifest: chosen on
-#: synthetic videos of seeds 8-15 for the round the recipe ends with (docs/training.md,
-#: "Round 11: the start score again"); re-choose it when the recipe changes.
-TRACK_START_SCORE = 0.85
-
-
 def install(checkpoint: Path, target: Path = INSTALL_DIR, precision: str = "auto") -> Path:
     """Export ``checkpoint`` to a verified bundle (``gi_sdk.export``; ``auto``: the int8
-    parts that keep localization, with the quantization report) and put it into the package
-    in place of what was there. The bundle is written beside ``target`` first, so a failed
-    export leaves the installed model as it was."""
+    parts that keep localization, with the quantization report), give it its tracker start
+    score (``choose_tracking``) and put it into the package in place of what was there. The
+    bundle is made beside ``target`` first, so a failed export leaves the installed model as it
+    was."""
     from gi_sdk.export import export_bundle
 
     target = Path(target)
     staging = target.with_name(target.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
-    export_bundle(checkpoint, staging, precision=precision, track_start_score=TRACK_START_SCORE)
+    export_bundle(checkpoint, staging, precision=precision)
+    choose_tracking(staging)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def choose_tracking(bundle: Path, **options) -> float:
+    """Choose the bundle's tracker start score on synthetic videos (``track_start``; options
+    go to ``choose_start_score``) and write it into its manifest (``tracking``), the figures
+    beside it as ``track_start.json`` (listed and hashed like every bundle file); return the
+    score."""
+    import json
+
+    from gi_sdk.export.manifest import write_manifest
+
+    from .track_start import choose_start_score
+
+    report = choose_start_score(bundle, **options)
+    (bundle / "track_start.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    manifest["tracking"] = {"start_score": report["start_score"], "chosen_by": "track_start.json"}
+    write_manifest(bundle, manifest)
+    return report["start_score"]
 
 
 def main(argv=None) -> None:
