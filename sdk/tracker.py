@@ -92,9 +92,9 @@ class IouTracker:
         continue a track (ByteTrack's rule: new tracks from sure detections only, existing ones
         kept alive by any). How sure is sure depends on the model, so a bundle may carry its
         own (manifest ``tracking``, ``gi-sdk export --track-start-score``), which
-        ``Session.stream``'s default tracker takes: the built-in bundle carries 0.84, where its
-        distinct-polyp count comes closest to the truth on synthetic videos of seeds 8-15
-        (docs/training.md). This default, 0.82, was chosen the same way for the built-in
+        ``Session.stream``'s default tracker takes: the built-in bundle carries the score where
+        its distinct-polyp count comes closest to the truth on synthetic videos of seeds 8-15
+        (``gi_sdk.train.track_start``, which any model with synthetic-like data can use). This default, 0.82, was chosen the same way for the built-in
         model's round 8 (mean error 1.25 polyps a video, against 14-23 at Ultralytics' 0.6).
         Tune it for your own model. 0: every detection may start a track. Scores not given to
         ``update``: every detection may.
