@@ -138,7 +138,7 @@ def checkpoint_of(model: Path, name: str) -> Path | None:
     if found is not None or not (model / "manifest.json").is_file():
         return found
     out = CACHE / f"bench-{name}-checkpoint"
-    if not (out / "model.safetensors").is_file():
+    if not (out / "model.safetensors").is_file() or not _recovered_from(out, model):
         print(f"  {name}: its source checkpoint is not on disk; recovering it from the bundle into {out} (once) ...",
               file=sys.stderr, flush=True)
         if out.exists():
@@ -147,6 +147,18 @@ def checkpoint_of(model: Path, name: str) -> Path | None:
             shutil.rmtree(out)
         in_fresh_process(_recover, model, out)
     return out
+
+
+def _recovered_from(checkpoint: Path, bundle: Path) -> bool:
+    """Whether ``checkpoint`` was recovered from this very bundle (its manifest's sha256, which
+    covers every file's): a cached checkpoint of a model since replaced is recovered again."""
+    from gi_sdk.bundle import sha256_file
+
+    try:
+        record = json.loads((checkpoint / "recovered_from_bundle.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("manifest_sha256") == sha256_file(bundle / "manifest.json")
 
 
 def in_fresh_process(fn, *args) -> None:
