@@ -200,10 +200,24 @@ def model_for(runtime: str, model: Path, name: str) -> Path | None:
     if wants == "checkpoint":
         return checkpoint_of(model, name)
     out = CACHE / f"bench-{name}-bundle-fp32"
-    if not (out / "manifest.json").is_file():
+    if not (out / "manifest.json").is_file() or not _exported_from(out, model):
         print(f"  exporting {name} to {out} (once) ...", file=sys.stderr, flush=True)
         in_fresh_process(_export_fp32, model, out)
     return out
+
+
+def _exported_from(bundle: Path, checkpoint: Path) -> bool:
+    """Whether the cached ``bundle`` was exported from these very weights (the manifest's
+    provenance sha256 of the checkpoint's model.safetensors): a checkpoint trained again under
+    the same name is exported again instead of timed as the old weights."""
+    from gi_sdk.bundle import sha256_file
+
+    try:
+        files = json.loads((bundle / "manifest.json").read_text())["provenance"]["source_checkpoint"]["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    weights = checkpoint / "model.safetensors"
+    return weights.is_file() and files.get("model.safetensors") == sha256_file(weights)
 
 
 def precisions(model: Path, device: str = "cpu") -> list[str]:
