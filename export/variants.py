@@ -4,7 +4,7 @@ of a precision per part.
 For the precision asked (``gi_sdk.export.quantize.parse_precision``) each quantized part is
 made once, then run: fp32, each quantized part alone (when more than one is), and the whole
 choice, on held-out frames (``gi_sdk.export.report``). ``precision="auto"`` starts from
-the int8 preset, keeps the parts whose own run does not hurt localization, checks them
+dynamic int8 of every part (``AUTO_CANDIDATES``), keeps the parts whose own run does not hurt localization, checks them
 together and drops the least faithful one while they do.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from gi_sdk.errors import ExportError
 
 from .frames import HELD_OUT_SEED, calibration_frames, folder_frames, real_frames_dir, synthetic_frames
 from .parts import PART_FILES
-from .quantize import PRESETS, make_variant, parse_precision
+from .quantize import AUTO_CANDIDATES, make_variant, parse_precision
 from .report import LOCALIZATION_MIN_IOU, REPORT_TASKS, agreement, hurts_localization, part_latency, run_cases
 
 
@@ -52,7 +52,7 @@ def quantize_bundle(staging: Path, graphs: Path, manifest: dict, ck, precision, 
     from gi_sdk.preprocessing import preprocess
 
     auto = precision == "auto"
-    requested = dict(PRESETS["int8-static"]) if auto else parse_precision(precision)
+    requested = dict(AUTO_CANDIDATES) if auto else parse_precision(precision)
     pixels, calibration_what, calibration_names = [], None, set()
     if "int8-static" in requested.values():
         frames, calibration_what = calibration_frames(calibration, checks.calibration_frames)

@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="bundle folder to create")
     export.add_argument("--precision", default="fp32",
                         help="fp32 (default), fp16, int8 (text parts int8), int8-static (and vision int8 QDQ), "
-                             "auto (the int8 parts that keep localization), or per part: "
-                             "vision_encoder=int8-static,decoder_model_merged=int8")
+                             "auto (each part dynamic int8 where that keeps localization; the vision "
+                             "encoder's matrix products only), or per part: "
+                             "vision_encoder=int8,decoder_model_merged=int8")
     export.add_argument("--calibration", default=None, metavar="DIR_OR_VIDEO",
                         help="frames for int8-static calibration (default: synthetic endoscope frames)")
     export.add_argument("--tensorrt", action="store_true", help="also build TensorRT engines (needs tensorrt + GPU)")

@@ -452,6 +452,41 @@ def test_a_quantized_bundle_gives_back_its_weights_dequantized(checkpoint, mixed
     assert record["part_precisions"] == dict(item.split("=") for item in MIXED.split(","))
 
 
+def test_dynamic_int8_vision_encoder_quantizes_its_matrix_products_and_comes_back(checkpoint, tmp_path):
+    """vision_encoder=int8 (what ``auto`` tries first for the vision tower): MatMulInteger for
+    the matrix products, the convolutions left fp32 (no ConvInteger); the bundle runs, stays
+    near fp32, and its weights come back within an int8 step."""
+    import onnx
+    from transformers import Florence2ForConditionalGeneration
+
+    from gi_sdk.export import ExportChecks, export_bundle
+    from gi_sdk.export.quantize import AUTO_CANDIDATES
+    from gi_sdk.export.recover import checkpoint_from_bundle
+
+    assert AUTO_CANDIDATES["vision_encoder"] == "int8"
+    checks = ExportChecks(**{**CHECKS, "report_real": 0, "report_tokens": 12})
+    out = export_bundle(checkpoint, tmp_path / "vision-int8", precision="vision_encoder=int8", checks=checks, log=None)
+    part = Bundle.open(out).manifest["parts"]["vision_encoder"]
+    assert part == {"file": "vision_encoder_int8.onnx", "precision": "int8"}
+    ops = {n.op_type for n in onnx.load(str(out / part["file"])).graph.node}
+    assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
+    report = json.loads((out / "quantization_report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["fp32", "vision_encoder=int8"]
+    assert report["variants"][1]["accuracy"]["cases"] == 4
+    frame = _frames()[0][1]
+    assert Session(out).detect(frame, max_new_tokens=12).raw_text is not None
+
+    back = checkpoint_from_bundle(out, tmp_path / "ck", verify_frames=RECOVER_FRAMES, log=None)
+    recovered = Florence2ForConditionalGeneration.from_pretrained(back).state_dict()
+    original = Florence2ForConditionalGeneration.from_pretrained(checkpoint).state_dict()
+    moved = {k: float((recovered[k] - w).abs().max() / w.abs().max().clamp_min(1e-12)) for k, w in original.items()}
+    assert max(moved.values()) < 2 / 255 + 1e-6, max(moved, key=moved.get)
+    quantized = [k for k, w in moved.items() if w > 0]
+    # the vision encoder part holds the tower and the projector (an image_projection MatMul)
+    assert quantized and [k for k in quantized if not k.startswith(("model.vision_tower.", "model.multi_modal_projector."))] == []
+    assert not any("conv" in k and "vision_tower" in k and k.endswith(".weight") for k in quantized)
+
+
 def test_recovery_refuses_a_folder_that_is_not_empty(adapter_bundle, tmp_path):
     from gi_sdk.export.recover import checkpoint_from_bundle
 
