@@ -110,6 +110,39 @@ def test_synthetic_frames_per_scene_gives_distinct_views_of_fewer_scenes():
         load_sources([spec(frames_per_scene=0)])
 
 
+def test_synthetic_min_scene_polyps_takes_only_crowded_scenes_and_says_what_it_passed_over():
+    from gi_sdk.synthetic import SyntheticEndoscope
+    from gi_sdk.train.examples import SourceReport
+    from gi_sdk.train.source_synthetic import _next_scene
+
+    scope = SyntheticEndoscope(seed=59, width=64, height=48)
+    report = SourceReport("crowded", "synthetic")
+    start, ranges = 0, []
+    for _ in range(5):
+        lo, hi = _next_scene(scope, start, 3, report)
+        assert lo >= start and len(scope.describe_segment(lo).polyps) >= 3
+        # every scene between the last one taken and this one holds fewer: passed over, counted
+        passed = []
+        while start < lo:
+            passed.append(len(scope.describe_segment(start).polyps))
+            start = scope.segment_range(start)[1]
+        assert all(n < 3 for n in passed)
+        ranges.append((lo, hi, len(passed)))
+        start = hi
+    assert report.filtered == {"scene with fewer than 3 polyps": sum(r[2] for r in ranges)} and report.filtered
+    assert report.records == 0 and report.n_skipped == 0   # passed over is not bad data
+    # describe_segment is the painted segment's own description
+    assert scope.describe_segment(ranges[0][0]).polyps == scope.segment(ranges[0][0]).polyps
+
+    spec = SourceSpec("synthetic", params={"n_images": 4, "width": 64, "height": 48, "tasks": ["count"],
+                                           "seed": 59, "frames_per_scene": 2, "min_scene_polyps": 3})
+    examples, data = load_sources([spec])
+    assert len(examples) == 4 and data.sources[0].filtered["scene with fewer than 3 polyps"] > 0
+    assert data.to_json()["sources"][0]["filtered"] == data.sources[0].filtered
+    with pytest.raises(ValueError, match="min_scene_polyps"):
+        load_sources([SourceSpec("synthetic", params={**spec.params, "min_scene_polyps": 4})])
+
+
 def test_synthetic_polygon_points_caps_each_segment_polygon():
     spec = lambda **kw: SourceSpec("synthetic", params={"n_images": 8, "width": 320, "height": 256,  # noqa: E731
                                                         "tasks": ["segment"], "seed": 4, **kw})

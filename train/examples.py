@@ -54,6 +54,7 @@ class SourceReport:
     skipped: dict = field(default_factory=dict)      # reason -> count
     by_task: dict = field(default_factory=dict)      # task -> examples
     samples: list = field(default_factory=list)      # the first few skips, "reason: detail"
+    filtered: dict = field(default_factory=dict)     # passed over by a source's own filter (not bad): reason -> count
 
     def skip(self, reason: str, detail: str = "") -> None:
         """Count one skipped record (keep the first few details to show the user)."""

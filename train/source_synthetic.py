@@ -3,7 +3,9 @@
 params: ``n_images`` (50), ``seed`` (0), ``width`` (320), ``height`` (256), ``tasks`` (all of
 ``SYNTHETIC_TASKS``), ``qa_per_image`` (3 questions from ``qa_records``), ``frames_per_scene`` (1),
 ``polygon_points`` (100: most vertices per polygon of a segment target; fewer = shorter
-targets, for a model that must write them in real time).
+targets, for a model that must write them in real time), ``min_scene_polyps`` (0: scenes
+holding fewer polyps are passed over before they are painted, e.g. 3 for a source of crowded
+scenes beside an ordinary one; each frame's truth still counts what is visible in it).
 By default one frame per segment of the synthetic colon, so every image shows another scene;
 painting a scene costs ~0.2 s, so large sets take ``frames_per_scene`` frames spread over each
 segment (the camera has moved between them: other views of the same polyps).
@@ -51,6 +53,25 @@ def _examples_for(frame, truth, image_id, tasks, qa, source, polygon_points=100)
     return out
 
 
+#: Scenes in a row a ``min_scene_polyps`` filter may pass over before it gives up (a quarter
+#: of the synthetic colon's scenes hold 3 polyps, its most).
+MAX_PASSED_OVER = 200
+
+
+def _next_scene(scope, start: int, min_polyps: int, report: SourceReport) -> tuple[int, int]:
+    """Frame range of the first scene from frame ``start`` holding >= ``min_polyps`` polyps;
+    the ones passed over are counted in ``report.filtered``."""
+    reason = f"scene with fewer than {min_polyps} polyps"
+    for _ in range(MAX_PASSED_OVER):
+        lo, hi = scope.segment_range(start)
+        if min_polyps <= 0 or len(scope.describe_segment(lo).polyps) >= min_polyps:
+            return lo, hi
+        report.filtered[reason] = report.filtered.get(reason, 0) + 1
+        start = hi
+    raise ValueError(f"synthetic source: no scene with >= {min_polyps} polyps in {MAX_PASSED_OVER} scenes "
+                     f"from frame {start}; lower min_scene_polyps")
+
+
 def synthetic_examples(spec, report: SourceReport) -> list[Example]:
     """Examples of every task in ``params.tasks`` for ``params.n_images`` synthetic frames."""
     p = dict(spec.params)
@@ -66,10 +87,11 @@ def synthetic_examples(spec, report: SourceReport) -> list[Example]:
     per_scene = int(p.get("frames_per_scene", 1))
     if per_scene < 1:
         raise ValueError(f"synthetic source: frames_per_scene must be >= 1, got {per_scene}")
+    min_polyps = int(p.get("min_scene_polyps", 0))
     examples, start, picks = [], 0, []
     for n in range(int(p.get("n_images", 50))):
         if not picks:
-            lo, hi = scope.segment_range(start)
+            lo, hi = _next_scene(scope, start, min_polyps, report)
             start = hi
             # one frame from each of per_scene equal stretches of the segment, in playing order
             edges = np.linspace(lo, hi, per_scene + 1).astype(int)

@@ -82,6 +82,14 @@ class SyntheticEndoscope:
         """The scene description of the segment holding frame ``i``."""
         return self._prepared(i)[0]
 
+    def describe_segment(self, i: int) -> Segment:
+        """The scene description of the segment holding frame ``i`` without painting it (the
+        same ``Segment`` as ``segment(i)``; milliseconds instead of the ~0.2 s a painting
+        takes): to choose scenes, e.g. by how many polyps they hold, before rendering any."""
+        with self._lock:
+            k, start, length = self._timeline.locate(i)
+        return sample_segment(self.seed, k, start, length)
+
     def _prepared(self, i: int):
         with self._lock:
             k, start, length = self._timeline.locate(i)
