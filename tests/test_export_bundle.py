@@ -230,6 +230,9 @@ def test_builtin_bundle_says_it_is_not_built_until_it_is(tmp_path, monkeypatch):
      {"vision_encoder": "int8-static", "embed_tokens": "fp32", "encoder_model": "fp32", "decoder_model_merged": "fp16"}),
     ({"encoder_model": "int8"}, {"vision_encoder": "fp32", "embed_tokens": "fp32", "encoder_model": "int8",
                                  "decoder_model_merged": "fp32"}),
+    # dynamic int8 of the vision encoder's MatMuls (its convolutions stay fp32)
+    ("vision_encoder=int8", {"vision_encoder": "int8", "embed_tokens": "fp32", "encoder_model": "fp32",
+                             "decoder_model_merged": "fp32"}),
 ])
 def test_precision_presets_and_per_part_choices(spec, expected):
     from gi_sdk.export.quantize import parse_precision
@@ -239,7 +242,7 @@ def test_precision_presets_and_per_part_choices(spec, expected):
 
 @pytest.mark.parametrize("spec,why", [
     ("int4", "unknown preset"),
-    ("vision_encoder=int8", "dynamic int8 is not offered for convolutions"),
+    ("vision_encoder=int4", "no such precision"),
     ("decoder_model_merged=int8-static", "static QDQ needs calibration prompts, not offered for text parts"),
     ("lm_head=int8", "not a part"),
 ])
