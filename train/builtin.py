@@ -17,9 +17,9 @@
    into the package (``sdk/models/synthetic-demo``), where ``gi_sdk.Session()`` without a
    path and ``make demo`` find it.
 
-Training takes about 11.5 hours on the 2-core machine this project is developed on with nothing
-else running (stage 1 ~25 min, the seventeen rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 + ~65 + ~36
-+ ~33 + ~33 + ~35 + ~35 + ~35 + ~30 + ~27 + ~28 min
+Training takes about 11 hours on the 2-core machine this project is developed on with nothing
+else running (stage 1 ~25 min, the sixteen rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 + ~65 + ~36
++ ~33 + ~33 + ~35 + ~35 + ~35 + ~30 + ~27 min
 plus 2-3 min each to draw the scenes, export and report a few minutes; docs/training.md);
 ``--max-steps`` shortens each round.
 """
