@@ -50,7 +50,7 @@ demo: $(STAMP)
 	$(BIN)/gi-sdk demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # Rebuild the built-in model from nothing (random weights -> trained on synthetic scenes ->
-# installed into sdk/models/synthetic-demo); about 11 hours on a 2-core CPU machine.
+# installed into sdk/models/synthetic-demo); about 12 hours on a 2-core CPU machine.
 builtin-model: $(STAMP)
 	$(BIN)/python -m gi_sdk.train.builtin
 

@@ -17,7 +17,7 @@
    (``track_start``) and installs that into the package (``sdk/models/synthetic-demo``), where ``gi_sdk.Session()`` without a
    path and ``make demo`` find it.
 
-Training takes about 11 hours on the 2-core machine this project is developed on with nothing
+Training takes about 12 hours on the 2-core machine this project is developed on with nothing
 else running (stage 1 ~25 min, the eighteen rounds ~37 + ~34 + ~49 + ~21 + ~75 + ~38 + ~64 + ~65 + ~36
 + ~33 + ~33 + ~35 + ~35 + ~35 + ~30 + ~27 + ~28 + ~29 min
 plus 2-3 min each to draw the scenes, export and report a few minutes; docs/training.md);
@@ -39,8 +39,8 @@ SHAPE, IMAGE_SIZE = "demo", 256
 #: for round 18 ``auto`` also kept the token embedding int8 (localization held: box IoU 0.938,
 #: mask IoU 0.986 against fp32), and with both int8 parts 8 of 25 cases of
 #: tests/test_builtin_equivalence.py parted from ``generate``'s tokens (each at a near tie),
-#: more than the quarter the built-in model promises; an int8 embedding is a table lookup that
-#: runs no faster and saves 0.9 MB here.
+#: more than the quarter the built-in model promises (the text encoder alone: 3 of 25); an int8
+#: embedding is a table lookup that runs no faster and saves 0.9 MB here.
 PRECISION = "encoder_model=int8"
 
 
