@@ -349,6 +349,17 @@ def test_the_shipped_builtin_model_is_a_sound_bundle_that_answers():
 
     recipe = yaml.safe_load(RECIPE.read_text())   # the shipped model is the recipe's, every round
     assert [s["name"] for s in record["stages"]] == [s["name"] for s in recipe["stages"]]
+    # ... trained with the recipe's settings, field for field (so `make builtin-model` rebuilds
+    # it), all but where a round ran: its base and output folders, and whether it resumed
+    from gi_sdk.train.config import TrainConfig
+
+    where = {"base", "output_dir", "stages", "resume_from_checkpoint"}
+    planned = TrainConfig.from_dict({**recipe, "base": "b", "output_dir": "o"})
+    for i, stage in enumerate(record["stages"]):
+        want = planned.stage_config(i).to_dict()
+        got = TrainConfig.from_dict(stage["config"]).to_dict()
+        assert {k: v for k, v in got.items() if k not in where} == {k: v for k, v in want.items() if k not in where}, \
+            stage["name"]
     assert record["vision_pretrain"]["projector"]["token_cosine_after"] < 0.1
     session = Session()
     assert session.backend_name == "onnxruntime"
