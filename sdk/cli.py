@@ -24,6 +24,7 @@ def _demo(args) -> int:
         ("tasks", "task"): args.task, ("tasks", "text"): args.text, ("tasks", "max_new_tokens"): args.max_new_tokens,
         ("outputs", "mp4"): args.out, ("outputs", "window"): args.window, ("outputs", "web"): args.web,
         ("outputs", "host"): args.host, ("outputs", "port"): args.port, ("outputs", "log"): args.log,
+        ("overlay", "unconfirmed"): args.unconfirmed,
     }
     for (section, key), value in overrides.items():
         if value is not None:
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default=None, help="web viewer address (default: 127.0.0.1, this machine only)")
     demo.add_argument("--port", type=int, default=None, help="web viewer port (default: 8080)")
     demo.add_argument("--log", default=None, metavar="JSONL", help="write every result to this JSON Lines file")
+    demo.add_argument("--unconfirmed", default=None, choices=("faint", "hide", "show"),
+                      help="how to draw what the tracker has not confirmed (default: faint, a thin outline)")
     demo.add_argument("--backend", default=None, help="auto (default), onnxruntime, torch, ...")
     demo.add_argument("--device", default=None, help="cpu (default) or cuda")
     demo.set_defaults(func=_demo)

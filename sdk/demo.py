@@ -3,7 +3,8 @@
 ``gi-sdk demo`` plays the built-in synthetic endoscope (or a file, camera or stream), runs
 detection (or ``--segment polyp``) on the newest frame, answers ``--ask`` questions about the
 live frame while detection keeps running, and shows every frame with the latest overlay:
-boxes, translucent polygon fills, labels with confidence and track ids, the count of distinct
+boxes, translucent polygon fills, labels with confidence and track ids (what the tracker has
+not confirmed as a thin outline, ``--unconfirmed``), the count of distinct
 objects seen, the latest answer and a HUD with fps, pass-through and marker delay. Outputs:
 an MP4, a window (when a display exists) and a local web viewer (``--web``).
 
@@ -12,7 +13,7 @@ A YAML file with one section per stage can replace the flags (flags given overri
     source:  {uri: synthetic, frames: 300, width: 1280, height: 720, seed: 0}
     model:   {path: null, backend: auto, device: cpu}       # null: the built-in model
     tasks:   {detect: true, segment: null, ask: "Is there a polyp?", ask_every_s: 2.0}
-    overlay: {alpha: 0.35, hud: true, confidence: true}
+    overlay: {alpha: 0.35, hud: true, confidence: true, unconfirmed: faint}
     outputs: {mp4: out/overlay.mp4, window: auto, web: false, host: 127.0.0.1, port: 8080, log: null}
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, ModelLoadError, SourceError
-from .overlay import draw_stream_frame
+from .overlay import UNCONFIRMED_STYLES, draw_stream_frame
 
 _WINDOW = "gi_sdk demo"
 _STATS_WINDOW = 10_000     # frames the summary percentiles cover: memory stays flat on long runs
@@ -76,6 +77,7 @@ class OverlayConfig:
     alpha: float = 0.35             # opacity of polygon fills
     hud: bool = True                # fps and delays in the corner
     confidence: bool = True         # confidence next to each label
+    unconfirmed: str = "faint"      # instances the tracker has not confirmed: faint, hide or show
 
 
 @dataclass
@@ -139,6 +141,8 @@ class DemoConfig:
         names = {f.name for f in fields(part)}
         if key not in names:
             raise ConfigError(f"{where}: unknown key {key!r} in section {section!r}; known: {sorted(names)}")
+        if (section, key) == ("overlay", "unconfirmed") and value not in UNCONFIRMED_STYLES:
+            raise ConfigError(f"{where}: overlay.unconfirmed is {value!r}; give one of {', '.join(UNCONFIRMED_STYLES)}")
         setattr(part, key, value)
 
     def to_dict(self) -> dict:
@@ -305,7 +309,8 @@ def run_demo(config: DemoConfig, session=None, log=print, stop=None) -> dict:
                 if question and (pending is None or pending.done()) and now - asked_at >= config.tasks.ask_every_s:
                     pending, asked_at = stream.ask(question, config.tasks.max_new_tokens), now
                 hud = meters.hud(fr, session.backend_name, task, text) if config.overlay.hud else []
-                shown = draw_stream_frame(fr, hud, question, config.overlay.alpha, config.overlay.confidence)
+                shown = draw_stream_frame(fr, hud, question, config.overlay.alpha, config.overlay.confidence,
+                                          config.overlay.unconfirmed)
                 for output in outputs:
                     output.write(shown)
                 if viewer is not None:

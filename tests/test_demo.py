@@ -36,7 +36,7 @@ def test_demo_flags_write_the_overlay_video_and_the_log(tiny_checkpoint, tmp_pat
     out, log = tmp_path / "demo.mp4", tmp_path / "demo.jsonl"
     rc = main(["demo", "--model", str(tiny_checkpoint), "--out", str(out), "--frames", "20",
                "--width", str(W), "--height", str(H), "--ask", "Is there a polyp?", "--ask-every", "0",
-               "--max-new-tokens", "4", "--log", str(log), "--window", "--backend", "torch"])
+               "--max-new-tokens", "4", "--log", str(log), "--window", "--backend", "torch", "--unconfirmed", "hide"])
     printed = capsys.readouterr().out
     assert rc == 0
     assert "no window: no display" in printed            # asked for a window where none can open
@@ -103,6 +103,7 @@ outputs: {{mp4: "{out}", window: false}}
     ("- a list", "expected a mapping"),
     ("source: synthetic", "section 'source' must be a mapping"),
     ("source: {uri: [unclosed", "not valid YAML"),
+    ("overlay: {unconfirmed: dim}", "overlay.unconfirmed is 'dim'; give one of faint, hide, show"),
 ])
 def test_a_bad_yaml_config_is_a_clear_error(tmp_path, capsys, text, match):
     config = tmp_path / "bad.yaml"
@@ -147,6 +148,29 @@ def test_the_overlay_changes_only_markers_labels_and_the_hud():
     assert np.abs(inside - expected).max() <= 1.5
     assert shown is not frame and np.array_equal(fr.frame, frame)   # drawn on a copy
 
+
+
+def test_what_the_tracker_has_not_confirmed_is_drawn_faint_hidden_or_in_full():
+    """Track id -1 (not confirmed): "faint" a 1-pixel outline with no fill and no caption,
+    "hide" nothing, "show" like a tracked instance; the confirmed one is drawn in full each time."""
+    frame = np.full((H, W, 3), 90, np.uint8)
+    square = lambda x: [[[x, 60], [x + 60, 60], [x + 60, 120], [x, 120]]]   # noqa: E731
+    result = Result(task="segment", boxes=[[20, 60, 80, 120], [200, 60, 260, 120]], labels=["polyp", "polyp"],
+                    points=[[50, 90], [230, 90]], polygons=[square(20), square(200)], scores=[0.7, 0.9],
+                    confidence=0.8)
+    fr = StreamFrame(frame_id=1, timestamp=0.0, frame=frame, result=result, track_ids=np.array([-1, 4]),
+                     skipped=0, passthrough_ms=1.0, seen={"polyp": 1})
+    changed = {style: np.any(draw_stream_frame(fr, unconfirmed=style) != frame, axis=2)
+               for style in ("faint", "hide", "show")}
+    left, right = (slice(30, 140), slice(0, 120)), (slice(30, 140), slice(180, W))   # boxes with captions
+    for style in changed:   # the confirmed instance: outline, fill and caption, whatever the style
+        assert np.array_equal(changed[style][right], changed["show"][right])
+    assert not changed["hide"][left].any()
+    assert 0 < changed["faint"][left].sum() < changed["show"][left].sum() // 4
+    assert not changed["faint"][90, 50] and changed["show"][90, 50]          # no fill inside the faint one
+    assert not changed["faint"][35:58, 15:120].any() and changed["show"][35:58, 15:120].any()   # nor a caption
+    with pytest.raises(ValueError, match="unconfirmed='dim'"):
+        draw_stream_frame(fr, unconfirmed="dim")
 
 
 @pytest.mark.parametrize("scale", [0.48, 0.6, 1.2])
