@@ -14,7 +14,9 @@ precision a bundle carries; ``torch:MODE`` runs the torch backend with ``decode=
 (``eager``, ``static``, ``compiled``, ``cuda-graphs``; plain ``torch``: its default for the
 device, fp16 + CUDA graphs on a GPU). Each (model, runtime, precision) runs in its own child processes, one
 after the other, in interleaved rounds (``--rounds``, default 3: the runtimes take turns, so a
-change in the host's load falls on all of them; the samples are pooled), so its peak memory is its own; the frame (``--frame``, default 1920x1080:
+change in the host's load falls on all of them; the samples are pooled, and ``speedup_by_round``
+in the JSON gives each round's own ratio: their spread shows how much the load moved the pooled
+one), so its peak memory is its own; the frame (``--frame``, default 1920x1080:
 endoscope video is 1080p), question and token budget are the same for all, and the JSON says whether each runtime produced the baseline's tokens.
 
 Stages (milliseconds): preprocess, vision, prompt encode, first token (frame in -> first
@@ -455,7 +457,7 @@ def rows_of(label: dict, out: dict) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict], speedup: dict) -> str:
+def table(rows: list[dict], speedup: dict, by_round: dict | None = None) -> str:
     head = f"{'model':<10}{'runtime':<14}{'prec':<11}{'stage':<20}{'n':>6}{'p50':>10}{'p90':>10}{'p99':>10}" \
            f"{'p99.9':>10}{'max':>10}{'std':>9}"
     lines = [head, "-" * len(head)]
@@ -465,8 +467,16 @@ def table(rows: list[dict], speedup: dict) -> str:
                      f"{r['max_ms']:>10.2f}{r['std_ms']:>9.2f}")
     lines.append("")
     for key, value in speedup.items():
-        lines.append(f"whole ask, {key}: {value:.2f}x faster than transformers generate")
+        rounds = (by_round or {}).get(key) or []
+        each = f" (round by round: {', '.join(f'{r:.2f}x' for r in rounds)})" if len(rounds) > 1 else ""
+        lines.append(f"whole ask, {key}: {value:.2f}x faster than transformers generate{each}")
     return "\n".join(lines)
+
+
+def ratios_by_round(baseline: dict, candidate: dict) -> list[float]:
+    """The whole-ask speedup of each interleaved round that both ran ({round: median ms} each):
+    how far they spread says how much the host's load moved the pooled figure."""
+    return [baseline[turn] / candidate[turn] for turn in sorted(set(baseline) & set(candidate))]
 
 
 def chart(rows: list[dict], path: Path) -> bool:
@@ -554,7 +564,7 @@ def main(argv=None) -> dict:
     stream_frames = args.stream_frames if args.stream_frames is not None else (100 if args.quick else 1000)
     names = (args.models or ("builtin" if args.quick else "builtin,base")).split(",")
     runtimes = (args.runtimes or ",".join(["transformers"] + available_backends())).split(",")
-    rows, speedup, same_tokens, extra, checkpoints = [], {}, {}, {}, {}
+    rows, speedup, speedup_by_round, same_tokens, extra, checkpoints = [], {}, {}, {}, {}, {}
     for name in names:
         try:
             model = resolve_model(name)
@@ -591,7 +601,7 @@ def main(argv=None) -> dict:
         # Interleaved rounds: every runtime takes its turn once per round, so a change in the
         # host's load lands on all of them instead of on whichever ran at the time; the samples
         # of all rounds are pooled. The stream runs once, in the last round.
-        outs = {}
+        outs, ask_by_round = {}, {}
         for turn in range(rounds):
             share = runs // rounds + (1 if turn < runs % rounds else 0)
             for runtime, precision, spec in jobs:
@@ -603,6 +613,7 @@ def main(argv=None) -> dict:
                 out = in_child(spec, timeout=3600)
                 if out is not None:
                     outs[(runtime, precision)] = pooled(outs.get((runtime, precision)), out)
+                    ask_by_round.setdefault((runtime, precision), {})[turn] = float(np.median(out["stages"]["ask"]))
         baseline = None
         for runtime, precision, _ in jobs:
             out = outs.get((runtime, precision))
@@ -616,9 +627,10 @@ def main(argv=None) -> dict:
             ask = summarize(out["stages"]["ask"])["p50_ms"]
             extra[key]["fps"] = 1e3 / ask
             if runtime == "transformers":
-                baseline = (ask, out["tokens"])
+                baseline = (ask, out["tokens"], ask_by_round[(runtime, precision)])
             elif baseline:
                 speedup[key] = baseline[0] / ask
+                speedup_by_round[key] = ratios_by_round(baseline[2], ask_by_round[(runtime, precision)])
                 same_tokens[key] = out["tokens"] == baseline[1]
             if out.get("three_tasks"):
                 extra[key]["three_over_one_task"] = float(np.median(out["three_tasks"]) / np.median(out["one_task"]))
@@ -626,6 +638,7 @@ def main(argv=None) -> dict:
                     np.median(out["three_tasks_one_by_one"]) / np.median(out["one_task"]))
     result = {"machine": machine(args.device), "quick": args.quick, "question": QUESTION, "rounds": rounds,
               "max_new_tokens": args.max_new_tokens, "frame_size": frame_size, "rows": rows, "speedup": speedup,
+              "speedup_by_round": speedup_by_round,
               "same_tokens_as_baseline": same_tokens, "runs": extra,
               "checkpoints": checkpoints}   # what transformers and the torch backend ran
     if not args.no_native:
@@ -633,7 +646,7 @@ def main(argv=None) -> dict:
         import native as native_bench
 
         result["native"] = native_bench.main(["--quick"] if args.quick else [])
-    print(table(rows, speedup))
+    print(table(rows, speedup, speedup_by_round))
     for key, info in extra.items():
         notes = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items() if v is not None)
         print(f"{key}: {notes}")

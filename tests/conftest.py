@@ -56,3 +56,16 @@ def terminal_line(request):
             reporter.write_line("\n" + line)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def latency_bench():
+    """benchmarks/latency.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_latency",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,24 +1,13 @@
 """The latency benchmark's cached models follow the weights they stand for: a recovered
 checkpoint is recovered again when its bundle changed, an fp32 export is exported again when its
 checkpoint was retrained under the same name (else a new model would be timed as the old one)."""
-import importlib.util
 import json
-from pathlib import Path
 
 from gi_sdk.bundle import sha256_file
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _latency():
-    spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "benchmarks" / "latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_fp32_export_cache_follows_the_checkpoint_weights(tmp_path):
-    latency = _latency()
+def test_fp32_export_cache_follows_the_checkpoint_weights(tmp_path, latency_bench):
+    latency = latency_bench
     checkpoint, bundle = tmp_path / "ckpt", tmp_path / "bundle"
     checkpoint.mkdir()
     bundle.mkdir()
@@ -33,8 +22,8 @@ def test_fp32_export_cache_follows_the_checkpoint_weights(tmp_path):
     assert not latency._exported_from(bundle, checkpoint)
 
 
-def test_recovered_checkpoint_cache_follows_the_bundle(tmp_path):
-    latency = _latency()
+def test_recovered_checkpoint_cache_follows_the_bundle(tmp_path, latency_bench):
+    latency = latency_bench
     checkpoint, bundle = tmp_path / "ckpt", tmp_path / "bundle"
     checkpoint.mkdir()
     bundle.mkdir()
