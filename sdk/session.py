@@ -16,6 +16,7 @@ keeps working. One Session may be shared by threads: model calls are serialized.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -35,6 +36,10 @@ from .preprocessing import preprocess
 from .result import Result
 from .scores import instance_scores
 from .token_decoder import TokenVocab
+
+
+#: Most threads a frame's resize takes (a model input has a few hundred rows to split).
+PREPROCESS_MAX_THREADS = 4
 
 
 class _Timer:
@@ -103,6 +108,10 @@ class Session:
             self.backend = load_backend(self.backend_name, self.checkpoint, device=device,
                                         options=backend_options)
         self.channels = channels
+        # Frames are resized on as many threads as the model runs on (the native kernel splits
+        # the output rows, bit-identical to one thread): 1080p -> 256x256 0.84 -> 0.54 ms on 2 cores.
+        self._preprocess_threads = (getattr(self.backend, "threads", None)
+                                    or min(os.cpu_count() or 1, PREPROCESS_MAX_THREADS))
         self.generation = self._generation_defaults()
         self._lock = threading.RLock()
         self._prompt_cache: dict[str, np.ndarray] = {}
@@ -293,7 +302,7 @@ class Session:
         ck = self.checkpoint
         with timer.stage("preprocess"):
             pixels = preprocess(frame, size=ck.image_size, mean=ck.image_mean, std=ck.image_std,
-                                channels=self.channels)[None]
+                                channels=self.channels, threads=self._preprocess_threads)[None]
         with timer.stage("vision"):
             features = self.backend.encode_image(pixels)
         self._vision_key, self._vision_features = frame.copy(), features

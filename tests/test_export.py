@@ -230,6 +230,73 @@ def test_later_decoder_steps_run_the_branch_lifted_out_with_the_same_tokens(adap
             assert a.confidence == pytest.approx(b.confidence, abs=1e-6)
 
 
+def test_a_plain_token_embedding_is_looked_up_in_numpy_bit_for_bit(adapter_bundle, mixed_bundle, monkeypatch):
+    """An fp32 ``embed_tokens`` part is read once into a numpy table: no embedding session, the
+    part's own embeddings bit for bit, and the tokens, confidences and batched decodes of the
+    session path; a part that is not a plain lookup (fp16 here) keeps its session."""
+    import onnxruntime as ort
+
+    import gi_sdk.backends.onnxruntime_backend as ort_backend
+
+    fast = Session(adapter_bundle[0], constrained=False)
+    assert "embed_tokens" not in fast.backend.sessions and fast.backend.decodes_batches
+    part = ort.InferenceSession(str(adapter_bundle[0] / "embed_tokens.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.arange(fast.backend._embedding.shape[0], dtype=np.int64).reshape(1, -1)
+    np.testing.assert_array_equal(fast.backend.embed(ids), part.run(None, {"input_ids": ids})[0])
+    monkeypatch.setattr(ort_backend, "embedding_table", lambda path: None)
+    slow = Session(adapter_bundle[0], constrained=False)
+    assert "embed_tokens" in slow.backend.sessions and slow.backend._embedding is None
+    for name, frame in _frames():
+        for task, text in (("detect", None), ("ask", "Is there a polyp?")):
+            a, b = fast.run(frame, task, text, max_new_tokens=20), slow.run(frame, task, text, max_new_tokens=20)
+            assert a.token_ids.tolist() == b.token_ids.tolist() and a.confidence == b.confidence, (name, task)
+        both = ["detect", ("ask", "Is there a polyp?")]
+        assert ([r.token_ids.tolist() for r in fast.run_many(frame, both, max_new_tokens=20)]
+                == [r.token_ids.tolist() for r in slow.run_many(frame, both, max_new_tokens=20)])
+    monkeypatch.undo()
+    assert "embed_tokens" in Session(mixed_bundle, constrained=False).backend.sessions   # fp16: not a plain lookup
+
+
+def _embedding_graph(tmp_path, scale=None, axis=0, table=None):
+    """An embed_tokens-like ONNX file: Gather(weight, input_ids) [* scale]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32) if table is None else table
+    nodes = [helper.make_node("Gather", ["weight", "input_ids"], ["looked_up" if scale is not None else "inputs_embeds"],
+                              axis=axis)]
+    if scale is not None:
+        nodes += [helper.make_node("Constant", [], ["scale"], value=numpy_helper.from_array(np.asarray(scale))),
+                  helper.make_node("Mul", ["looked_up", "scale"], ["inputs_embeds"])]
+    graph = helper.make_graph(nodes, "embed", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+                              [helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(table, "weight")])
+    path = tmp_path / f"embed_{len(list(tmp_path.iterdir()))}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_embedding_table_takes_only_a_plain_lookup_and_scales_as_onnxruntime_does(tmp_path):
+    """BART's embed_scale (sqrt(d_model) with scale_embedding) comes out as onnxruntime's Mul
+    computes it; a lookup along another axis, a non-scalar factor or an fp16 table is not a
+    plain lookup (None: the backend runs the part)."""
+    import onnxruntime as ort
+
+    from gi_sdk.backends.embedding_table import embedding_table
+
+    ids = np.array([[0, 7, 49, 3], [5, 5, 1, 2]], np.int64)
+    for scale in (None, np.float32(np.sqrt(192.0))):
+        path = _embedding_graph(tmp_path, scale)
+        table = embedding_table(path)
+        expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input_ids": ids})[0]
+        np.testing.assert_array_equal(table[ids], expected)
+    assert not np.array_equal(embedding_table(_embedding_graph(tmp_path, np.float32(2.5))),
+                              embedding_table(_embedding_graph(tmp_path)))
+    assert embedding_table(_embedding_graph(tmp_path, axis=1)) is None
+    assert embedding_table(_embedding_graph(tmp_path, np.ones(8, np.float32))) is None
+    assert embedding_table(_embedding_graph(tmp_path, table=np.ones((50, 8), np.float16))) is None
+
+
 def test_parts_take_other_batch_sizes_and_padded_prompts(adapter, adapter_bundle):
     """Dynamic axes for real: batch 2 with a padded prompt, against the torch model."""
     import onnxruntime as ort

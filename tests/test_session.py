@@ -4,6 +4,7 @@ The words are meaningless with random weights, but the path is the one a real ch
 takes, and the tokens must be exactly those of transformers' own ``generate``.
 """
 import json
+import os
 
 import numpy as np
 import pytest
@@ -166,6 +167,29 @@ def test_vision_runs_once_per_frame(session):
     changed = frame.copy()
     changed[100, 100] ^= 0xFF  # one pixel differs: the features must be recomputed
     assert session.ask(changed, "Is there a polyp?", max_new_tokens=4).timings["vision"] > 0
+
+
+def test_frames_are_resized_on_the_model_threads_to_the_same_pixels(monkeypatch):
+    """The resize takes as many threads as the model runs on (onnxruntime's ``threads``
+    option; else one per core, at most four) and gives the same pixels."""
+    import gi_sdk.session as session_module
+
+    monkeypatch.delenv("GI_SDK_ORT_THREADS", raising=False)
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append((kwargs["threads"], preprocess(*args, **kwargs)))
+        return made[-1][1]
+
+    monkeypatch.setattr(session_module, "preprocess", recording)
+    frame = _frame(8, 1080, 1920)
+    for options in ({"threads": 1}, None):
+        Session(backend="onnxruntime", backend_options=options).detect(frame, max_new_tokens=4)
+    (one, pixels), (every, same) = made
+    assert (one, every) == (1, min(os.cpu_count() or 1, session_module.PREPROCESS_MAX_THREADS))
+    assert np.array_equal(pixels, same)
+
+
 def test_bgra_frame_gives_the_same_answer_as_bgr(tiny_checkpoint):
     # Holoscan-style sources deliver BGRA: the alpha channel must not change the answer
     bgr = _frame(7)

@@ -4,6 +4,9 @@
     encode_prompt  embed_tokens.onnx + encoder_model.onnx  prompt ids + image features -> encoder state
     decode_step    embed_tokens.onnx + decoder_model_merged.onnx, one token with the KV cache
 
+(A plain fp32 ``embed_tokens.onnx`` is read once into a numpy table and looked up there:
+``gi_sdk.backends.embedding_table``.)
+
 The decoder's first step (``use_cache_branch`` false) computes the cross-attention keys and
 values from the encoder state; the backend keeps those arrays and passes the same ones to
 every later step, which reads them instead of the encoder state. Only the self-attention
@@ -23,6 +26,7 @@ import numpy as np
 
 from ..bundle import PARTS
 from ..errors import BackendUnavailableError, BundleError, ModelLoadError, require
+from .embedding_table import embedding_table
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
                 "tensor(bool)": np.bool_}
@@ -89,16 +93,21 @@ class OnnxRuntimeBackend:
                                  "backend runs bundles (gi-sdk export CHECKPOINT --out BUNDLE), or use backend 'torch'")
         self.checkpoint = checkpoint
         self._ort, self._threads, self._providers = ort, threads, _providers(ort, device)
+        self.threads = threads   # the Session resizes frames on as many (None: one per core)
         # where the KV cache lives between decoder steps (IO binding): the GPU of a CUDA or
         # TensorRT provider, else host memory
         gpu = self._providers[0][1]["device_id"] if isinstance(self._providers[0], tuple) else None
         self._kv_device = ("cuda", gpu) if gpu is not None else ("cpu", 0)
+        # a plain fp32 token embedding is looked up in numpy (``embedding_table``: bit-identical,
+        # without an onnxruntime run per token); any other runs as its own session
+        self._embedding = embedding_table(bundle.part_path("embed_tokens"))
         # One frame at a time is the common case: the vision encoder is loaded with its batch
         # axis (named "batch_size" by gi-sdk export) fixed to 1, so that onnxruntime folds away
         # its shape arithmetic (built-in model: 1119 -> 509 nodes, 14.1 -> 13.5 ms); a batch of
         # frames gets the graph as exported, loaded on first use.
         self.sessions = {part: self._load(part, fixed={"batch_size": 1} if part == "vision_encoder" else None)
-                         for part in PARTS if part != "decoder_model_merged"}
+                         for part in PARTS if part != "decoder_model_merged"
+                         and not (part == "embed_tokens" and self._embedding is not None)}
         self._vision_batch = None
         self._vision_lock = threading.Lock()
         self._later = self._load_later_step()
@@ -109,10 +118,11 @@ class OnnxRuntimeBackend:
         self._image_token_id = checkpoint.image_token_id
         # several prompts decode as one batch when the exported graphs have a dynamic batch
         # axis (gi-sdk export writes "batch_size"); a fixed batch of 1 runs them one by one
-        batch_axes = [i.shape[0] for part, name in (("embed_tokens", "input_ids"), ("encoder_model", "inputs_embeds"),
-                                                    ("decoder_model_merged", "inputs_embeds"))
-                      for i in self.sessions[part].get_inputs() if i.name == name]
-        self.decodes_batches = len(batch_axes) == 3 and not any(isinstance(a, int) for a in batch_axes)
+        # (an embedding table takes any batch)
+        inputs = [(part, name) for part, name in (("embed_tokens", "input_ids"), ("encoder_model", "inputs_embeds"),
+                                                  ("decoder_model_merged", "inputs_embeds")) if part in self.sessions]
+        batch_axes = [i.shape[0] for part, name in inputs for i in self.sessions[part].get_inputs() if i.name == name]
+        self.decodes_batches = len(batch_axes) == len(inputs) and not any(isinstance(a, int) for a in batch_axes)
 
     def _load_later_step(self):
         """The decoder's later-step branch as its own session (``decoder_steps``), sharing the
@@ -181,6 +191,8 @@ class OnnxRuntimeBackend:
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         """Token ids (B, S) -> input embeddings (B, S, D)."""
+        if self._embedding is not None:
+            return self._embedding[np.asarray(ids, np.int64)]
         return self.sessions["embed_tokens"].run(None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64)})[0]
 
     def encode_prompt(self, features: np.ndarray, prompt_ids: np.ndarray,
