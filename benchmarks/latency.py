@@ -16,7 +16,8 @@ device, fp16 + CUDA graphs on a GPU). Each (model, runtime, precision) runs in i
 after the other, in interleaved rounds (``--rounds``, default 3: the runtimes take turns, so a
 change in the host's load falls on all of them; the samples are pooled, and ``speedup_by_round``
 in the JSON gives each round's own ratio: their spread shows how much the load moved the pooled
-one), so its peak memory is its own; the frame (``--frame``, default 1920x1080:
+one, and the report flags a pooled figure the load moved, ``load_moved_speedup`` in the JSON),
+so its peak memory is its own; the frame (``--frame``, default 1920x1080:
 endoscope video is 1080p), question and token budget are the same for all, and the JSON says whether each runtime produced the baseline's tokens.
 
 Stages (milliseconds): preprocess, vision, prompt encode, first token (frame in -> first
@@ -470,6 +471,9 @@ def table(rows: list[dict], speedup: dict, by_round: dict | None = None) -> str:
         rounds = (by_round or {}).get(key) or []
         each = f" (round by round: {', '.join(f'{r:.2f}x' for r in rounds)})" if len(rounds) > 1 else ""
         lines.append(f"whole ask, {key}: {value:.2f}x faster than transformers generate{each}")
+        if load_moved(value, rounds):
+            lines.append(f"  ^ the host's load moved this figure (rounds {min(rounds):.2f}x-{max(rounds):.2f}x): "
+                         f"the side-by-side one is the rounds' median, {float(np.median(rounds)):.2f}x; run again on a quiet host")
     return "\n".join(lines)
 
 
@@ -477,6 +481,20 @@ def ratios_by_round(baseline: dict, candidate: dict) -> list[float]:
     """The whole-ask speedup of each interleaved round that both ran ({round: median ms} each):
     how far they spread says how much the host's load moved the pooled figure."""
     return [baseline[turn] / candidate[turn] for turn in sorted(set(baseline) & set(candidate))]
+
+
+#: Rounds whose own speedups differ by more than this factor ran on a host whose load changed.
+ROUND_SPREAD = 1.15
+
+
+def load_moved(pooled: float, rounds: list[float]) -> bool:
+    """Whether the host's load, not the code, moved a pooled speedup: its rounds' own ratios
+    spread by more than ROUND_SPREAD, or the pooled figure lies outside all of them (the
+    pooled medians then mix a slow round of one runtime with a fast round of the other)."""
+    if len(rounds) < 2:
+        return False
+    low, high = min(rounds), max(rounds)
+    return high / low > ROUND_SPREAD or not low / 1.02 <= pooled <= high * 1.02
 
 
 def chart(rows: list[dict], path: Path) -> bool:
@@ -631,6 +649,7 @@ def main(argv=None) -> dict:
             elif baseline:
                 speedup[key] = baseline[0] / ask
                 speedup_by_round[key] = ratios_by_round(baseline[2], ask_by_round[(runtime, precision)])
+                extra[key]["load_moved_speedup"] = load_moved(speedup[key], speedup_by_round[key])
                 same_tokens[key] = out["tokens"] == baseline[1]
             if out.get("three_tasks"):
                 extra[key]["three_over_one_task"] = float(np.median(out["three_tasks"]) / np.median(out["one_task"]))
