@@ -169,6 +169,22 @@ def test_vision_runs_once_per_frame(session):
     assert session.ask(changed, "Is there a polyp?", max_new_tokens=4).timings["vision"] > 0
 
 
+def test_features_are_kept_for_the_model_input_not_for_the_frame_buffer(session):
+    """The key is what the model sees: the caller's buffer overwritten in place with a new
+    image runs the vision tower again; equal pixels in another array, or a change the resize
+    to the model's size does not keep, reuse the features."""
+    frame = _frame(9, 1080, 1920)
+    session.detect(frame, max_new_tokens=4)
+    frame[:] = _frame(10, 1080, 1920)   # a capture loop writing the next image into the same buffer
+    assert session.detect(frame, max_new_tokens=4).timings["vision"] > 0
+    assert session.detect(frame.copy(), max_new_tokens=4).timings["vision"] == 0.0
+    unseen = frame.copy()
+    unseen[500, 900, 1] ^= 1
+    size = session.checkpoint.image_size
+    assert np.array_equal(preprocess(unseen, size=size), preprocess(frame, size=size))  # what makes it unseen
+    assert session.detect(unseen, max_new_tokens=4).timings["vision"] == 0.0
+
+
 def test_frames_are_resized_on_the_model_threads_to_the_same_pixels(monkeypatch):
     """The resize takes as many threads as the model runs on (onnxruntime's ``threads``
     option; else one per core, at most four) and gives the same pixels."""
