@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=None, help="bundle or merged checkpoint folder (default: the built-in model)")
     demo.add_argument("--source", default=None, help="synthetic[:SEED] (default), a video file, camera index, "
                                                      "/dev/videoN, rtsp:// or http:// URL, or GStreamer pipeline")
-    demo.add_argument("--out", default=None, help="MP4 file to write (default: overlay.mp4)")
+    demo.add_argument("--out", default=None, help="MP4 file to write, or a folder to write overlay.mp4 in (default: overlay.mp4)")
     demo.add_argument("--detect", action="store_true", help="detect and track objects (the default task)")
     demo.add_argument("--segment", default=None, metavar="PHRASE", help="segment what PHRASE names, e.g. polyp")
     demo.add_argument("--ask", default=None, metavar="QUESTION", help="answer QUESTION about the live frame "

@@ -84,7 +84,7 @@ class OverlayConfig:
 class OutputsConfig:
     """Where the overlay goes."""
 
-    mp4: str | None = "overlay.mp4"  # MP4 file to write (None: none)
+    mp4: str | None = "overlay.mp4"  # MP4 file to write, or a folder to write overlay.mp4 in (None: none)
     window: str | bool = "auto"      # a window: True, False, or "auto" (when a display exists)
     web: bool = False                # serve an MJPEG web viewer
     host: str = "127.0.0.1"          # web viewer address; 0.0.0.0 exposes it to the network
@@ -255,6 +255,8 @@ class _Meters:
 def _open_outputs(config: DemoConfig, fps: float, log) -> tuple[list, object]:
     out = config.outputs
     outputs, viewer = [], None
+    if out.mp4 and Path(out.mp4).is_dir():   # a folder: the video goes in it under the default name
+        out.mp4 = str(Path(out.mp4) / OutputsConfig.mp4)
     if out.mp4:
         outputs.append(_Mp4Output(out.mp4, fps))
     want_window = out.window not in (False, "false", "no", "off")

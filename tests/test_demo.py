@@ -52,6 +52,15 @@ def test_demo_flags_write_the_overlay_video_and_the_log(tiny_checkpoint, tmp_pat
     assert '"task": "detect"' in log.read_text()
 
 
+def test_an_out_folder_gets_the_video_under_its_default_name(tiny_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    rc = main(["demo", "--model", str(tiny_checkpoint), "--out", str(folder), "--frames", "5", "--width", str(W),
+               "--height", str(H), "--max-new-tokens", "4", "--no-window", "--backend", "torch"])
+    assert rc == 0 and f"wrote 5 frames to {folder / 'overlay.mp4'}" in capsys.readouterr().out
+    assert len(read_frames(folder / "overlay.mp4")) == 5
+
+
 def test_the_question_is_answered_on_the_live_video_while_detection_goes_on(tiny_checkpoint, tmp_path):
     log = tmp_path / "demo.jsonl"
     config = DemoConfig.from_dict({
