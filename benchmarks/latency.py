@@ -480,8 +480,9 @@ def table(rows: list[dict], speedup: dict, by_round: dict | None = None) -> str:
         each = f" (round by round: {', '.join(f'{r:.2f}x' for r in rounds)})" if len(rounds) > 1 else ""
         lines.append(f"whole ask, {key}: {value:.2f}x faster than transformers generate{each}")
         if load_moved(value, rounds):
+            median = float(np.median(rounds))
             lines.append(f"  ^ the host's load moved this figure (rounds {min(rounds):.2f}x-{max(rounds):.2f}x): "
-                         f"the side-by-side one is the rounds' median, {float(np.median(rounds)):.2f}x; run again on a quiet host")
+                         f"the side-by-side one is the rounds' median, {median:.2f}x; run again on a quiet host")
     return "\n".join(lines)
 
 

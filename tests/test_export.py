@@ -263,8 +263,8 @@ def _embedding_graph(tmp_path, scale=None, axis=0, table=None):
     from onnx import TensorProto, helper, numpy_helper
 
     table = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32) if table is None else table
-    nodes = [helper.make_node("Gather", ["weight", "input_ids"], ["looked_up" if scale is not None else "inputs_embeds"],
-                              axis=axis)]
+    looked_up = "looked_up" if scale is not None else "inputs_embeds"
+    nodes = [helper.make_node("Gather", ["weight", "input_ids"], [looked_up], axis=axis)]
     if scale is not None:
         nodes += [helper.make_node("Constant", [], ["scale"], value=numpy_helper.from_array(np.asarray(scale))),
                   helper.make_node("Mul", ["looked_up", "scale"], ["inputs_embeds"])]
